@@ -1,0 +1,31 @@
+# The two commands a fresh clone needs: `make run` and `make test`. Both set up .venv first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+SAMPLES := tests/data/warc/resiliparse-warcfile.warc.gz tests/data/warc/dolma-sample-0000.warc.gz \
+           tests/data/warc/dolma-sample-0001.warc.gz tests/data/warc/aut-example.warc.gz \
+           tests/data/warc/derived/cc2008-arc-sample-1213893279526_0.converted.warc.gz \
+           tests/data/warc/jeffharwell-filter_test_1.wet.gz
+
+.PHONY: setup run test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml infra/setup.sh
+	bash infra/setup.sh $(VENV)
+	touch $@
+
+run: setup
+	$(BIN)/tokenmill ingest $(SAMPLES) -o $(OUT) --dump sample
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(OUT) $(VENV)

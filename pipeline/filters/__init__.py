@@ -1,0 +1,54 @@
+"""Document filters in FineWeb's order. Each is a callable `filter(doc) -> drop reason | None` that also
+writes its signals into `doc.signals` (all of them, not just up to the first failing rule), so that a
+threshold change is a query over the output columns rather than a re-run.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pipeline.document import Document
+from pipeline.recipe import Recipe
+
+
+class Filter(Protocol):
+    name: str
+    signal_names: tuple[str, ...]
+
+    def __call__(self, doc: Document) -> str | None: ...
+
+
+def build_text_filters(recipe: Recipe) -> list[Filter]:
+    """The filters that run on extracted text, in FineWeb's order (the URL filter runs before extraction)."""
+    from pipeline.filters.c4 import C4Filter
+    from pipeline.filters.fineweb_quality import FineWebQualityFilter
+    from pipeline.filters.gopher_quality import GopherQualityFilter
+    from pipeline.filters.gopher_repetition import GopherRepetitionFilter
+    from pipeline.filters.language import LanguageFilter
+
+    stages = [
+        ("language", LanguageFilter),
+        ("gopher_repetition", GopherRepetitionFilter),
+        ("gopher_quality", GopherQualityFilter),
+        ("c4", C4Filter),
+        ("fineweb_quality", FineWebQualityFilter),
+    ]
+    filters: list[Filter] = []
+    for section_name, filter_class in stages:
+        section = recipe.section(section_name)
+        if section.pop("enabled", True):
+            filters.append(filter_class.from_section(section))
+    return filters
+
+
+def signal_columns() -> list[str]:
+    """Every signal column any text filter can write, in a fixed order (the Parquet schema)."""
+    from pipeline.filters.c4 import C4Filter
+    from pipeline.filters.fineweb_quality import FineWebQualityFilter
+    from pipeline.filters.gopher_quality import GopherQualityFilter
+    from pipeline.filters.gopher_repetition import GopherRepetitionFilter
+
+    columns: list[str] = []
+    for filter_class in (GopherRepetitionFilter, GopherQualityFilter, C4Filter, FineWebQualityFilter):
+        columns.extend(filter_class.signal_names)
+    return columns

@@ -13,6 +13,12 @@ import pytest
 DATA = Path(__file__).parent / "data"
 WARC_DIR = DATA / "warc"
 
+# Spark's Python workers inherit the environment of the JVM, which starts before any fixture runs:
+# give the process the dummy credentials the local moto server accepts before anything else.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
@@ -33,17 +39,10 @@ def s3_endpoint() -> Iterator[str]:
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    saved = {key: os.environ.get(key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

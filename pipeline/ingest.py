@@ -1,0 +1,209 @@
+"""One unit of work (one WARC/WET file) through the FineWeb stages, with every record accounted for.
+
+records -> type check -> URL filter -> charset decoding -> extraction -> language -> Gopher repetition
+-> Gopher quality -> C4 -> FineWeb quality -> kept.  Each record ends as kept, dropped with
+"stage:reason", or an error; `UnitStats.balanced` holds for every unit.
+
+Commit protocol per unit: documents (and removed documents) Parquet committed atomically, then the
+stats record, then the completion marker last. A rerun skips units whose marker exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, BinaryIO
+
+from pipeline.charset import decode_html
+from pipeline.document import Document
+from pipeline.extract import Extractor, ExtractSettings
+from pipeline.filters import Filter, build_text_filters
+from pipeline.filters.url import URLFilter
+from pipeline.output import DocumentWriter
+from pipeline.recipe import Recipe, load_recipe
+from pipeline.sources import unit_name
+from pipeline.stats import UnitStats
+from pipeline.storage import S3Options, exists, join, open_input, read_bytes, write_atomic
+from pipeline.warc import RawRecord, RecordError, iter_records
+
+log = logging.getLogger(__name__)
+
+Drop = tuple[str, str]  # (stage, reason)
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    """What every task needs to process a unit; small and picklable (it travels to executors)."""
+
+    root: str
+    recipe: Recipe = field(default_factory=load_recipe)
+    dump: str = ""
+    keep_removed: bool = False
+    limit: int | None = None  # records read per unit, for trial runs
+    s3: S3Options = field(default_factory=S3Options)
+
+
+class DocumentPipeline:
+    """The per-record stages of a recipe, built once per process (model load, extractor child)."""
+
+    def __init__(self, recipe: Recipe):
+        reader = recipe.section("reader")
+        self.html_types = frozenset(reader["html_types"])
+        self.require_http_200 = bool(reader["require_http_200"])
+        self.max_payload_bytes = int(reader["max_payload_bytes"])
+        url_section = recipe.section("url")
+        self.url_filter = URLFilter.from_section(url_section) if url_section.pop("enabled", True) else None
+        self.extractor = Extractor(ExtractSettings.from_section(recipe.section("extract")))
+        self.text_filters: list[Filter] = build_text_filters(recipe)
+
+    def _payload_type(self, record: RawRecord) -> str:
+        declared = record.payload_type or record.http_content_type or ""
+        return declared.split(";", 1)[0].strip().lower()
+
+    def process(self, record: RawRecord, stats: UnitStats, file_path: str, dump: str) -> tuple[Document, Drop | None] | Drop:
+        """Route one record; returns (document, None) when kept, (document, drop) when dropped after a
+        document existed, or a bare drop for records that never became documents."""
+        if record.rec_type not in ("response", "conversion"):
+            return "read", f"{record.rec_type}_record"
+        content_type = self._payload_type(record)
+        if record.rec_type == "response" and content_type not in self.html_types:
+            return "read", "not_html"
+        stats.html_responses += 1
+        if self.require_http_200 and record.rec_type == "response" and record.http_status != 200:
+            return "read", "http_status"
+        if not record.url:
+            return "read", "no_url"
+        doc = Document(
+            id=record.record_id, text="", url=record.url, date=record.date or "", file_path=file_path,
+            dump=dump, offset=record.offset, length=record.length, content_type=content_type,
+        )
+        if self.url_filter is not None and (reason := self.url_filter(doc)):
+            return doc, ("url", reason)
+        if record.rec_type == "conversion":  # WET: text already extracted, UTF-8 by specification
+            doc.charset, text = "utf-8", record.body.decode("utf-8", errors="replace").strip()
+        else:
+            decoded = decode_html(record.body, record.http_content_type)
+            if decoded is None:
+                return doc, ("decode", "undecodable")
+            html, doc.charset = decoded
+            text, status = self.extractor(html)
+            if status != "ok":
+                return doc, ("extract", status)
+        if not text:
+            return doc, ("extract", "no_text")
+        doc.set_text(text)
+        for text_filter in self.text_filters:
+            if reason := text_filter(doc):
+                return doc, (text_filter.name, reason)
+        return doc, None
+
+
+@lru_cache(maxsize=2)
+def _pipeline_for(recipe: Recipe) -> DocumentPipeline:
+    return DocumentPipeline(recipe)
+
+
+def unit_paths(root: str, unit: str) -> dict[str, str]:
+    return {
+        "documents": join(root, "documents", f"{unit}.parquet"),
+        "removed": join(root, "removed", f"{unit}.parquet"),
+        "stats": join(root, "stats", "units", f"{unit}.json"),
+        "marker": join(root, "markers", f"{unit}.done"),
+    }
+
+
+def completed_stats(uri: str, job: IngestJob) -> UnitStats | None:
+    """The stats of a unit a previous run completed with compatible settings, else None."""
+    paths = unit_paths(job.root, unit_name(uri))
+    if not exists(paths["marker"], job.s3):
+        return None
+    marker = json.loads(read_bytes(paths["marker"], job.s3))
+    if marker.get("recipe_sha256") != job.recipe.sha256 or marker.get("limit") != job.limit:
+        return None
+    if job.keep_removed and not marker.get("keep_removed"):
+        return None
+    return UnitStats.from_dict(json.loads(read_bytes(paths["stats"], job.s3)))
+
+
+class _CountingReader:
+    """Counts the bytes warcio pulls from the (possibly compressed) input stream."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream, self.count = stream, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _records(stream: BinaryIO, limit: int | None, max_payload_bytes: int) -> Iterator[RawRecord | RecordError]:
+    for index, item in enumerate(iter_records(stream, max_payload_bytes)):
+        if limit is not None and index >= limit:
+            return
+        yield item
+
+
+def process_unit(uri: str, job: IngestJob) -> UnitStats:
+    """Process one input file end to end and commit its outputs; skip it if already complete."""
+    if (previous := completed_stats(uri, job)) is not None:
+        return previous
+    unit = unit_name(uri)
+    paths = unit_paths(job.root, unit)
+    stats = UnitStats(unit=unit, path=uri)
+    started = time.perf_counter()
+    pipeline = _pipeline_for(job.recipe)
+    kept = DocumentWriter(paths["documents"], job.s3)
+    removed = DocumentWriter(paths["removed"], job.s3, with_drop_reason=True) if job.keep_removed else None
+    try:
+        with open_input(uri, job.s3) as raw:
+            stream = _CountingReader(raw)
+            for item in _records(stream, job.limit, pipeline.max_payload_bytes):
+                stats.records += 1
+                if isinstance(item, RecordError):
+                    stats.error("read", item.kind)
+                    log.warning("%s: %s at offset %s: %s", uri, item.kind, item.offset, item.message)
+                    continue
+                try:
+                    outcome = pipeline.process(item, stats, uri, job.dump)
+                except Exception as exc:  # a record that breaks a stage is counted, never fatal
+                    stats.error("process", type(exc).__name__)
+                    log.exception("%s: record %s failed", uri, item.record_id)
+                    continue
+                if isinstance(outcome[0], str):
+                    stats.drop(*outcome)
+                    continue
+                doc, drop = outcome
+                if drop is None:
+                    stats.kept += 1
+                    kept.add(doc)
+                else:
+                    stats.drop(*drop)
+                    if removed is not None:
+                        removed.add(doc, drop)
+        stats.bytes_read = stream.count
+        kept.commit()
+        if removed is not None:
+            removed.commit()
+    except BaseException:
+        kept.abort()
+        if removed is not None:
+            removed.abort()
+        raise
+    stats.seconds = time.perf_counter() - started
+    write_atomic(paths["stats"], json.dumps(stats.to_dict(), indent=1).encode(), job.s3)
+    marker = {"recipe_sha256": job.recipe.sha256, "limit": job.limit, "keep_removed": job.keep_removed}
+    write_atomic(paths["marker"], json.dumps(marker).encode(), job.s3)
+    return stats

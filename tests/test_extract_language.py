@@ -1,0 +1,94 @@
+"""Extraction under a real time bound, and language identification with the real lid.176 model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.document import Document
+from pipeline.extract import Extractor, ExtractSettings
+from pipeline.filters.language import LanguageFilter, bundled_model_path, load_model
+from pipeline.recipe import load_recipe
+from tests.conftest import DATA
+
+RECIPE = load_recipe("fineweb")
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    extractor = Extractor(ExtractSettings.from_section(RECIPE.section("extract")))
+    yield extractor
+    extractor.close()
+
+
+def _language_filter(**overrides) -> LanguageFilter:
+    section = RECIPE.section("language")
+    section.update(overrides)
+    return LanguageFilter.from_section(section)
+
+
+def test_extracts_main_text_of_a_real_page(extractor):
+    html = (DATA / "extraction" / "dclm_common_crawl_paragraph1.html").read_text(encoding="utf-8")
+    text, status = extractor(html)
+    assert status == "ok"
+    assert text and len(text) > 200
+    assert "<" not in text[:200]
+
+
+def test_pathological_page_times_out_and_the_extractor_recovers(extractor):
+    slow_page = "<html><body>" + "".join(f"<p>Sentence {i} has a few words in it.</p>" for i in range(30000))
+    started = time.perf_counter()
+    text, status = extractor(slow_page + "</body></html>")
+    elapsed = time.perf_counter() - started
+    assert (text, status) == (None, "timeout")
+    assert elapsed < RECIPE.section("extract")["timeout_s"] + 0.5
+    html = (DATA / "extraction" / "dclm_common_crawl_paragraph2.html").read_text(encoding="utf-8")
+    assert extractor(html)[1] == "ok"
+
+
+def test_extraction_does_not_depend_on_pages_seen_before(extractor):
+    """trafilatura's dedup cache is process-wide; extracting a page twice must give the same text."""
+    html = (DATA / "extraction" / "dclm_common_crawl_paragraph3.html").read_text(encoding="utf-8")
+    first, _ = extractor(html)
+    for _ in range(3):
+        again, _ = extractor(html)
+        assert again == first
+
+
+def test_the_bundled_model_is_the_real_lid176():
+    """The compressed lid.176 model as Facebook published it (938,013 bytes), scoring many languages."""
+    assert bundled_model_path().endswith("lid.176.ftz")
+    assert Path(bundled_model_path()).stat().st_size == 938_013
+    labels, probs = load_model(bundled_model_path()).predict("Ceci est une phrase en français.", k=-1, threshold=0.0)
+    assert labels[0] == "__label__fr"
+    assert abs(sum(probs) - 1.0) < 1e-3
+
+
+def test_english_passes_and_other_languages_are_dropped():
+    english = (DATA / "text" / "cs336_high_quality_wiki_reference.txt").read_text(encoding="utf-8")
+    keep = _language_filter()
+    doc = Document(id="en", text=english, url="https://example.org/", date="", file_path="")
+    assert keep(doc) is None
+    assert doc.language == "en" and doc.language_score > 0.65
+    german = "Die Katze sitzt auf der Matte und schaut aus dem Fenster, weil draußen die Vögel singen."
+    doc = Document(id="de", text=german, url="https://example.de/", date="", file_path="")
+    assert keep(doc) == "other_language"
+    assert doc.language == "de"
+
+
+def test_threshold_is_strict_and_configurable():
+    text = "Hello there, this is English."
+    probe = Document(id="x", text=text, url="u", date="", file_path="")
+    _language_filter()(probe)
+    exact = _language_filter(threshold=probe.language_score)
+    assert exact(Document(id="x", text=text, url="u", date="", file_path="")) == "below_threshold"
+    lower = _language_filter(threshold=probe.language_score - 1e-6)
+    assert lower(Document(id="x", text=text, url="u", date="", file_path="")) is None
+
+
+def test_newlines_are_spaces_for_scoring():
+    keep = _language_filter()
+    lines = "The weather is nice today\nand we are going to the park\nwith our friends and family."
+    assert keep.scores(lines) == keep.scores(lines.replace("\n", " "))

@@ -1,8 +1,10 @@
 """Main-text extraction with trafilatura in FineWeb's settings, under a time bound that always holds.
 
-trafilatura runs in a child process; the parent waits at most `timeout_s` for each page and kills the
-child when a pathological page overruns (a signal-based timeout cannot stop time spent in lxml's C
-code). Before each page the child clears trafilatura's process-wide duplicate cache: with
+trafilatura runs in a child process; the parent kills it when a pathological page overruns (a
+signal-based timeout cannot stop time spent in lxml's C code). The bound is on the child's CPU time,
+read from /proc, so a busy machine (two Spark tasks per two cores) does not turn slow-but-normal pages
+into timeouts and results do not depend on load; a wall-clock backstop of a few times the bound
+catches a child that blocks without computing. Before each page the child clears trafilatura's process-wide duplicate cache: with
 `deduplicate=True` that cache otherwise makes a page's text depend on the pages the process saw
 before it, i.e. on partitioning. Repeated segments inside one page are still removed.
 """
@@ -11,11 +13,28 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+_STARTUP_TIMEOUT_S = 60.0
+_POLL_S = 0.05
+_WALL_FACTOR = 4.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc); None where /proc is not available."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 @dataclass(frozen=True)
@@ -43,8 +62,15 @@ def _extract_one(html: str, settings: ExtractSettings) -> str | None:
     )
 
 
+_WARMUP_PAGE = "<html><body><article><p>" + "A warm-up paragraph with a few words. " * 20 + "</p></article></body></html>"
+
+
 def _serve(conn: Connection, settings: ExtractSettings) -> None:
-    """Child loop: one page in, (status, text) out, until the parent closes the pipe."""
+    """Child loop: warm up (first calls load trafilatura's lazy state), then one page in, (status,
+    text) out, until the parent closes the pipe."""
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # per-page parse complaints are not news
+    _extract_one(_WARMUP_PAGE, settings)
+    conn.send(("ready", None))
     while True:
         try:
             html = conn.recv()
@@ -72,6 +98,9 @@ class Extractor:
         self._process = self._context.Process(target=_serve, args=(child, self.settings), daemon=True)
         self._process.start()
         child.close()
+        if not parent.poll(_STARTUP_TIMEOUT_S):
+            raise RuntimeError(f"the extractor process did not start within {_STARTUP_TIMEOUT_S} s")
+        parent.recv()
         self._conn = parent
         return parent
 
@@ -83,11 +112,26 @@ class Extractor:
             self._conn.close()
         self._process, self._conn = None, None
 
+    def _wait(self, conn: Connection) -> bool:
+        """True when the child answered within its CPU budget (or, without /proc, its wall budget)."""
+        assert self._process is not None and self._process.pid is not None
+        pid, budget = self._process.pid, self.settings.timeout_s
+        cpu_start = _cpu_seconds(pid)
+        wall_limit = budget * (_WALL_FACTOR if cpu_start is not None else 1.0)
+        started = time.monotonic()
+        while not conn.poll(_POLL_S):
+            if time.monotonic() - started > wall_limit:
+                return False
+            cpu = _cpu_seconds(pid) if cpu_start is not None else None
+            if cpu is not None and cpu - cpu_start > budget:
+                return False
+        return True
+
     def __call__(self, html: str) -> tuple[str | None, str]:
         conn = self._conn or self._start()
         try:
             conn.send(html)
-            if conn.poll(self.settings.timeout_s):
+            if self._wait(conn):
                 status, payload = conn.recv()
                 return (payload, "ok") if status == "ok" else (None, "error")
         except (EOFError, OSError, BrokenPipeError) as exc:  # the child died (e.g. out of memory)

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, BinaryIO
 
 from pipeline.charset import decode_html
@@ -102,9 +101,14 @@ class DocumentPipeline:
         return doc, None
 
 
-@lru_cache(maxsize=2)
+_PIPELINES: dict[str, DocumentPipeline] = {}
+
+
 def _pipeline_for(recipe: Recipe) -> DocumentPipeline:
-    return DocumentPipeline(recipe)
+    """One pipeline per recipe per process: Spark reuses Python workers across tasks."""
+    if recipe.sha256 not in _PIPELINES:
+        _PIPELINES[recipe.sha256] = DocumentPipeline(recipe)
+    return _PIPELINES[recipe.sha256]
 
 
 def unit_paths(root: str, unit: str) -> dict[str, str]:

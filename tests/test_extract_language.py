@@ -43,7 +43,7 @@ def test_pathological_page_times_out_and_the_extractor_recovers(extractor):
     text, status = extractor(slow_page + "</body></html>")
     elapsed = time.perf_counter() - started
     assert (text, status) == (None, "timeout")
-    assert elapsed < RECIPE.section("extract")["timeout_s"] + 0.5
+    assert elapsed < RECIPE.section("extract")["timeout_s"] + 1.0
     html = (DATA / "extraction" / "dclm_common_crawl_paragraph2.html").read_text(encoding="utf-8")
     assert extractor(html)[1] == "ok"
 

@@ -32,20 +32,52 @@ EXIT_UNITS_FAILED = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="WARC/WET files, directories, globs, s3:// prefixes, https:// URLs or *.paths[.gz] manifests")
-    parser.add_argument("-o", "--output", required=True, metavar="ROOT", help="output root: a local path or s3://bucket/prefix")
-    parser.add_argument("--dump", default="", help="dump name stored in every document (e.g. CC-MAIN-2024-22)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="WARC/WET files, directories, globs, s3:// prefixes, https:// URLs or *.paths[.gz] manifests",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="ROOT",
+        help="output root: a local path or s3://bucket/prefix",
+    )
+    parser.add_argument(
+        "--dump", default="", help="dump name stored in every document (e.g. CC-MAIN-2024-22)"
+    )
     parser.add_argument("--recipe", default="fineweb", help="preset name or TOML file (default: fineweb)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one recipe value, e.g. --set gopher_quality.min_doc_words=40")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="read at most N records per input file")
-    parser.add_argument("--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])")
-    parser.add_argument("--s3-endpoint", default=None, metavar="URL",
-                        help="S3-compatible endpoint (also AWS_ENDPOINT_URL); the public commoncrawl bucket is read unsigned")
-    parser.add_argument("--cc-base", default="s3://commoncrawl/",
-                        help="where manifest lines are resolved (default s3://commoncrawl/; or https://data.commoncrawl.org/)")
-    parser.add_argument("--keep-removed", action="store_true", help="also write dropped documents with their reason to ROOT/removed/")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one recipe value, e.g. --set gopher_quality.min_doc_words=40",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="read at most N records per input file"
+    )
+    parser.add_argument(
+        "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="S3-compatible endpoint (also AWS_ENDPOINT_URL); the public commoncrawl bucket is read unsigned",
+    )
+    parser.add_argument(
+        "--cc-base",
+        default="s3://commoncrawl/",
+        help="where manifest lines are resolved (default s3://commoncrawl/; or https://data.commoncrawl.org/)",
+    )
+    parser.add_argument(
+        "--keep-removed",
+        action="store_true",
+        help="also write dropped documents with their reason to ROOT/removed/",
+    )
 
 
 def _run_unit(uri: str, job: IngestJob) -> dict[str, Any]:
@@ -78,8 +110,12 @@ def summarize(units: list[UnitStats]) -> dict[str, Any]:
 
 
 def format_table(summary: dict[str, Any], seconds: float) -> str:
-    lines = [f"{'records read':<44}{summary['records']:>12,}", f"{'HTML responses':<44}{summary['html_responses']:>12,}",
-             f"{'kept':<44}{summary['kept']:>12,}", "dropped:"]
+    lines = [
+        f"{'records read':<44}{summary['records']:>12,}",
+        f"{'HTML responses':<44}{summary['html_responses']:>12,}",
+        f"{'kept':<44}{summary['kept']:>12,}",
+        "dropped:",
+    ]
     lines += [f"  {reason:<42}{count:>12,}" for reason, count in summary["dropped"].items()]
     lines.append(f"{'errors':<44}{sum(summary['errors'].values()):>12,}")
     lines += [f"  {kind:<42}{count:>12,}" for kind, count in summary["errors"].items()]
@@ -103,12 +139,21 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     recipe = load_recipe(args.recipe, args.set)
     s3 = S3Options(endpoint_url=args.s3_endpoint)
-    job = IngestJob(root=args.output, recipe=recipe, dump=args.dump, keep_removed=args.keep_removed,
-                    limit=args.limit, s3=s3)
+    job = IngestJob(
+        root=args.output,
+        recipe=recipe,
+        dump=args.dump,
+        keep_removed=args.keep_removed,
+        limit=args.limit,
+        s3=s3,
+    )
     inputs = expand_inputs(args.inputs, s3, cc_base=args.cc_base)
     done = {uri: stats for uri in inputs if (stats := completed_stats(uri, job)) is not None}
     pending = [uri for uri in inputs if uri not in done]
-    print(f"ingest: {len(inputs)} input files, {len(done)} already complete, {len(pending)} to process", flush=True)
+    print(
+        f"ingest: {len(inputs)} input files, {len(done)} already complete, {len(pending)} to process",
+        flush=True,
+    )
 
     results: list[dict[str, Any]] = []
     if pending:
@@ -116,7 +161,11 @@ def run(args: argparse.Namespace) -> int:
 
         spark = build_session(args.master, app_name="tokenmill-ingest")
         context = spark.sparkContext
-        results = context.parallelize(pending, numSlices=len(pending)).map(lambda uri: _run_unit(uri, job)).collect()
+        results = (
+            context.parallelize(pending, numSlices=len(pending))
+            .map(lambda uri: _run_unit(uri, job))
+            .collect()
+        )
     units = list(done.values()) + [UnitStats.from_dict(r["stats"]) for r in results if "stats" in r]
     failed = [r["failed"] for r in results if "failed" in r]
     seconds = time.perf_counter() - started
@@ -136,10 +185,13 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
     }
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    write_atomic(join(args.output, "runs", f"ingest-{stamp}.json"), json.dumps(run_record, indent=1).encode(), s3)
+    write_atomic(
+        join(args.output, "runs", f"ingest-{stamp}.json"), json.dumps(run_record, indent=1).encode(), s3
+    )
 
     print(format_table(summary, seconds))
-    print(f"output: {join(args.output, 'documents')}  ({summary['kept']:,} documents in {len(units)} units, {seconds:.1f} s)")
+    where = join(args.output, "documents")
+    print(f"output: {where}  ({summary['kept']:,} documents in {len(units)} units, {seconds:.1f} s)")
     for failure in failed:
         print(f"FAILED unit {failure['unit']} ({failure['path']}): {failure['error']}", file=sys.stderr)
     if summary["unbalanced_units"]:
@@ -148,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

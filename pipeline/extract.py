@@ -4,9 +4,11 @@ trafilatura runs in a child process; the parent kills it when a pathological pag
 signal-based timeout cannot stop time spent in lxml's C code). The bound is on the child's CPU time,
 read from /proc, so a busy machine (two Spark tasks per two cores) does not turn slow-but-normal pages
 into timeouts and results do not depend on load; a wall-clock backstop of a few times the bound
-catches a child that blocks without computing. Before each page the child clears trafilatura's process-wide duplicate cache: with
-`deduplicate=True` that cache otherwise makes a page's text depend on the pages the process saw
-before it, i.e. on partitioning. Repeated segments inside one page are still removed.
+catches a child that blocks without computing.
+
+Before each page the child clears trafilatura's process-wide duplicate cache: with `deduplicate=True`
+that cache otherwise makes a page's text depend on the pages the process saw before it, i.e. on
+partitioning. Repeated segments inside one page are still removed.
 """
 
 from __future__ import annotations
@@ -62,7 +64,11 @@ def _extract_one(html: str, settings: ExtractSettings) -> str | None:
     )
 
 
-_WARMUP_PAGE = "<html><body><article><p>" + "A warm-up paragraph with a few words. " * 20 + "</p></article></body></html>"
+_WARMUP_PAGE = (
+    "<html><body><article><p>"
+    + "A warm-up paragraph with a few words. " * 20
+    + "</p></article></body></html>"
+)
 
 
 def _serve(conn: Connection, settings: ExtractSettings) -> None:

@@ -63,7 +63,9 @@ class DocumentPipeline:
         declared = record.payload_type or record.http_content_type or ""
         return declared.split(";", 1)[0].strip().lower()
 
-    def process(self, record: RawRecord, stats: UnitStats, file_path: str, dump: str) -> tuple[Document, Drop | None] | Drop:
+    def process(
+        self, record: RawRecord, stats: UnitStats, file_path: str, dump: str
+    ) -> tuple[Document, Drop | None] | Drop:
         """Route one record; returns (document, None) when kept, (document, drop) when dropped after a
         document existed, or a bare drop for records that never became documents."""
         if record.rec_type not in ("response", "conversion"):
@@ -77,8 +79,15 @@ class DocumentPipeline:
         if not record.url:
             return "read", "no_url"
         doc = Document(
-            id=record.record_id, text="", url=record.url, date=record.date or "", file_path=file_path,
-            dump=dump, offset=record.offset, length=record.length, content_type=content_type,
+            id=record.record_id,
+            text="",
+            url=record.url,
+            date=record.date or "",
+            file_path=file_path,
+            dump=dump,
+            offset=record.offset,
+            length=record.length,
+            content_type=content_type,
         )
         if self.url_filter is not None and (reason := self.url_filter(doc)):
             return doc, ("url", reason)
@@ -153,7 +162,9 @@ class _CountingReader:
         return True
 
 
-def _records(stream: BinaryIO, limit: int | None, max_payload_bytes: int) -> Iterator[RawRecord | RecordError]:
+def _records(
+    stream: BinaryIO, limit: int | None, max_payload_bytes: int
+) -> Iterator[RawRecord | RecordError]:
     for index, item in enumerate(iter_records(stream, max_payload_bytes)):
         if limit is not None and index >= limit:
             return

@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 

@@ -61,7 +61,9 @@ def test_the_bundled_model_is_the_real_lid176():
     """The compressed lid.176 model as Facebook published it (938,013 bytes), scoring many languages."""
     assert bundled_model_path().endswith("lid.176.ftz")
     assert Path(bundled_model_path()).stat().st_size == 938_013
-    labels, probs = load_model(bundled_model_path()).predict("Ceci est une phrase en français.", k=-1, threshold=0.0)
+    labels, probs = load_model(bundled_model_path()).predict(
+        "Ceci est une phrase en français.", k=-1, threshold=0.0
+    )
     assert labels[0] == "__label__fr"
     assert abs(sum(probs) - 1.0) < 1e-3
 

@@ -60,8 +60,19 @@ def _visible_files(directory: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def local_run(spark, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ingest") / "out"
-    assert _ingest(*map(str, REAL_INPUTS), "-o", str(root), "--dump", "test-dump", "--master", "local[2]",
-                   "--keep-removed") == 0
+    assert (
+        _ingest(
+            *map(str, REAL_INPUTS),
+            "-o",
+            str(root),
+            "--dump",
+            "test-dump",
+            "--master",
+            "local[2]",
+            "--keep-removed",
+        )
+        == 0
+    )
     return root
 
 
@@ -107,10 +118,22 @@ def test_documents_have_fineweb_columns_first_and_pass_the_recipe(local_run):
 def test_removed_documents_carry_their_reason(local_run):
     removed = pads.dataset(str(local_run / "removed"), format="parquet").to_table().to_pylist()
     units = _unit_stats(local_run)
-    document_stages = ("url", "decode", "extract", "language", "gopher_repetition", "gopher_quality", "c4",
-                       "fineweb_quality")
-    expected = sum(count for unit in units for reason, count in unit["dropped"].items()
-                   if reason.split(":")[0] in document_stages)
+    document_stages = (
+        "url",
+        "decode",
+        "extract",
+        "language",
+        "gopher_repetition",
+        "gopher_quality",
+        "c4",
+        "fineweb_quality",
+    )
+    expected = sum(
+        count
+        for unit in units
+        for reason, count in unit["dropped"].items()
+        if reason.split(":")[0] in document_stages
+    )
     assert len(removed) == expected
     assert {row["drop_stage"] for row in removed} >= {"language", "extract"}
     non_english = [row for row in removed if row["drop_stage"] == "language"]
@@ -158,7 +181,9 @@ def test_killed_job_resumes_without_duplicates(spark, tmp_path):
     inputs = [str(path) for path in REAL_INPUTS[3:6] + REAL_INPUTS[9:]]
     root = tmp_path / "out"
     command = [sys.executable, "-m", "jobs.cli", "ingest", *inputs, "-o", str(root), "--master", "local[1]"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((root / "markers").glob("*.done")):
         time.sleep(0.2)
@@ -219,8 +244,20 @@ def test_reads_from_and_writes_to_s3(spark, s3_endpoint, local_run):
     s3.put_object(Bucket="crawl", Key="crawl-data/test/warc.paths.gz", Body=manifest)
 
     root = "s3://crawl/out"
-    assert _ingest("s3://crawl/crawl-data/test/warc.paths.gz", "-o", root, "--cc-base", "s3://crawl/",
-                   "--s3-endpoint", s3_endpoint, "--master", "local[2]") == 0
+    assert (
+        _ingest(
+            "s3://crawl/crawl-data/test/warc.paths.gz",
+            "-o",
+            root,
+            "--cc-base",
+            "s3://crawl/",
+            "--s3-endpoint",
+            s3_endpoint,
+            "--master",
+            "local[2]",
+        )
+        == 0
+    )
     keys = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket="crawl", Prefix="out/")["Contents"])
     assert "out/stats/ingest.json" in keys
     assert sum(key.startswith("out/markers/") for key in keys) == 2

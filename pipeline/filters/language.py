@@ -52,7 +52,8 @@ class LanguageFilter:
 
     def scores(self, text: str) -> dict[str, float]:
         labels, probs = self.model.predict(text.replace("\n", " "), k=self._k)
-        return {label.removeprefix("__label__"): float(prob) for label, prob in zip(labels, probs)}
+        pairs = zip(labels, probs, strict=True)
+        return {label.removeprefix("__label__"): float(prob) for label, prob in pairs}
 
     def __call__(self, doc: Document) -> str | None:
         scores = self.scores(doc.text)

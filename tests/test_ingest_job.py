@@ -277,3 +277,23 @@ def pa_buffer(body: bytes):
     import pyarrow as pa
 
     return pa.BufferReader(body)
+
+
+def test_spark_submit_entry_point(tmp_path):
+    """`spark-submit jobs/ingest.py` runs the same job as `tokenmill ingest`."""
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    root = tmp_path / "out"
+    source = WARC_DIR / "dolma-sample-0001.warc.gz"
+    environment = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    result = subprocess.run(
+        [str(spark_submit), "--master", "local[1]", "jobs/ingest.py", str(source), "-o", str(root)],
+        cwd=Path(__file__).parent.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "records read" in result.stdout
+    (unit,) = _unit_stats(root)
+    assert unit["kept"] > 0 and unit["path"] == str(source)

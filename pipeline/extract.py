@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import time
 from dataclasses import dataclass
+from html import unescape
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -149,3 +151,17 @@ class Extractor:
 
     def close(self) -> None:
         self._kill()
+
+
+_INVISIBLE = re.compile(
+    r"<(script|style|noscript|template)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL
+)
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def visible_text(html: str, max_chars: int) -> str:
+    """A crude, fast (~1 ms) approximation of a page's visible text: enough to tell its language,
+    never used as document text."""
+    text = _TAG.sub(" ", _INVISIBLE.sub(" ", html))
+    return _SPACE.sub(" ", unescape(text)).strip()[:max_chars]

@@ -21,6 +21,7 @@ from pipeline.charset import decode_html
 from pipeline.document import Document
 from pipeline.extract import Extractor, ExtractSettings
 from pipeline.filters import Filter, build_text_filters
+from pipeline.filters.language import LanguageFilter
 from pipeline.filters.url import URLFilter
 from pipeline.output import DocumentWriter
 from pipeline.recipe import Recipe, load_recipe
@@ -58,6 +59,7 @@ class DocumentPipeline:
         self.url_filter = URLFilter.from_section(url_section) if url_section.pop("enabled", True) else None
         self.extractor = Extractor(ExtractSettings.from_section(recipe.section("extract")))
         self.text_filters: list[Filter] = build_text_filters(recipe)
+        self.language_filter = next((f for f in self.text_filters if isinstance(f, LanguageFilter)), None)
 
     def _payload_type(self, record: RawRecord) -> str:
         declared = record.payload_type or record.http_content_type or ""
@@ -98,6 +100,8 @@ class DocumentPipeline:
             if decoded is None:
                 return doc, ("decode", "undecodable")
             html, doc.charset = decoded
+            if self.language_filter is not None and not self.language_filter.precheck(html):
+                return doc, ("language", "precheck_other_language")
             text, status = self.extractor(html)
             if status != "ok":
                 return doc, ("extract", status)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.document import Document
-from pipeline.extract import Extractor, ExtractSettings
+from pipeline.extract import Extractor, ExtractSettings, visible_text
 from pipeline.filters.language import LanguageFilter, bundled_model_path, load_model
 from pipeline.recipe import load_recipe
 from tests.conftest import DATA
@@ -94,3 +94,32 @@ def test_newlines_are_spaces_for_scoring():
     keep = _language_filter()
     lines = "The weather is nice today\nand we are going to the park\nwith our friends and family."
     assert keep.scores(lines) == keep.scores(lines.replace("\n", " "))
+
+
+def _first_html(path, url_part: str = "") -> str:
+    from pipeline.charset import decode_html
+    from pipeline.warc import RawRecord, iter_records
+
+    with open(path, "rb") as stream:
+        for record in iter_records(stream):
+            if isinstance(record, RawRecord) and record.rec_type == "response" and url_part in record.url:
+                decoded = decode_html(record.body, record.http_content_type)
+                if decoded:
+                    return decoded[0]
+    raise AssertionError(f"no HTML response in {path}")
+
+
+def test_precheck_skips_pages_clearly_in_another_language():
+    japanese = _first_html(DATA / "warc" / "resiliparse-clueweb-quirk.warc.gz")
+    english = _first_html(DATA / "warc" / "dolma-sample-0000.warc.gz")
+    assert visible_text(japanese, 2000).count("の") > 3
+    assert _language_filter().precheck(japanese) is False
+    assert _language_filter().precheck(english) is True
+    assert _language_filter(skip_extraction_below=0.0).precheck(japanese) is True  # off: datatrove's way
+
+
+def test_visible_text_drops_markup_scripts_and_comments():
+    html = "<html><head><style>p {color: red}</style><script>var x = '<p>';</script></head>"
+    html += "<body><!-- hidden --><p>Fish &amp; chips</p>\n<p>are   good</p></body></html>"
+    assert visible_text(html, 100) == "Fish & chips are good"
+    assert visible_text(html, 4) == "Fish"

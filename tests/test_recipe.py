@@ -10,7 +10,8 @@ from pipeline.recipe import RecipeError, load_recipe
 def test_fineweb_preset_has_the_design_thresholds():
     recipe = load_recipe("fineweb")
     assert recipe.name == "fineweb"
-    assert recipe.section("language") == {"model": "", "languages": ["en"], "threshold": 0.65}
+    language = recipe.section("language")
+    assert (language["model"], language["languages"], language["threshold"]) == ("", ["en"], 0.65)
     repetition = recipe.section("gopher_repetition")
     assert repetition["dup_ngram_fracs"] == [0.15, 0.14, 0.13, 0.12, 0.11, 0.10]
     assert dict(zip(repetition["top_ngram_sizes"], repetition["top_ngram_fracs"], strict=True)) == {

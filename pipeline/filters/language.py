@@ -1,6 +1,12 @@
 """Language identification with the real fastText lid.176 model (or any fastText LID model: lid.176.bin,
 GlotLID). A document is kept when one of the wanted languages scores above the threshold; the text
 is scored with newlines turned into spaces, as FineWeb does.
+
+`precheck` runs before extraction: most Common Crawl pages are not in a wanted language, and
+extraction (~40 ms a page) is most of the pipeline's cost. When every wanted language scores below
+`skip_extraction_below` on the page's crude visible text, extraction is skipped and the page is
+dropped as `language:precheck_other_language`. 0 turns the precheck off (datatrove's behaviour); the
+bench measures what it changes.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ from importlib import resources
 from typing import Any
 
 from pipeline.document import Document
+from pipeline.extract import visible_text
 from pipeline.recipe import RecipeError
+
+_PRECHECK_CHARS = 20_000
 
 
 def bundled_model_path() -> str:
@@ -31,6 +40,7 @@ class LanguageConfig:
     model: str
     languages: tuple[str, ...]
     threshold: float
+    skip_extraction_below: float
 
 
 class LanguageFilter:
@@ -46,14 +56,32 @@ class LanguageFilter:
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> LanguageFilter:
         try:
-            return cls(LanguageConfig(section["model"], tuple(section["languages"]), section["threshold"]))
+            config = LanguageConfig(
+                section["model"],
+                tuple(section["languages"]),
+                section["threshold"],
+                section["skip_extraction_below"],
+            )
         except KeyError as missing:
             raise RecipeError(f"recipe table [language] needs {missing}") from None
+        return cls(config)
 
     def scores(self, text: str) -> dict[str, float]:
         labels, probs = self.model.predict(text.replace("\n", " "), k=self._k)
         pairs = zip(labels, probs, strict=True)
         return {label.removeprefix("__label__"): float(prob) for label, prob in pairs}
+
+    def precheck(self, html: str) -> bool:
+        """False when the page is clearly in no wanted language, so extracting it would be wasted."""
+        if self.config.skip_extraction_below <= 0 or not self.config.languages:
+            return True
+        text = visible_text(html, _PRECHECK_CHARS)
+        if not text:
+            return True
+        labels, probs = self.model.predict(text, k=-1, threshold=0.0)
+        scores = dict(zip(labels, probs, strict=True))
+        floor = self.config.skip_extraction_below
+        return any(scores.get(f"__label__{lang}", 0.0) >= floor for lang in self.config.languages)
 
     def __call__(self, doc: Document) -> str | None:
         scores = self.scores(doc.text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 
 _WORD_RE = re.compile(
@@ -74,3 +75,19 @@ def count_sentences(text: str) -> int:
             sentences += 1
             seen_end = False
     return sentences
+
+
+def count_duplicates(items: Iterable[str]) -> tuple[int, int]:
+    """(duplicate items, their total characters), walking in order: an item already seen is a duplicate.
+
+    Gopher's repetition rules and FineWeb's char-duplicates rule both count lines/paragraphs this way.
+    """
+    seen: set[str] = set()
+    duplicates = duplicate_chars = 0
+    for item in items:
+        if item in seen:
+            duplicates += 1
+            duplicate_chars += len(item)
+        else:
+            seen.add(item)
+    return duplicates, duplicate_chars

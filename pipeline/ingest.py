@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ class DocumentPipeline:
             if decoded is None:
                 return doc, ("decode", "undecodable")
             html, doc.charset = decoded
-            if self.language_filter is not None and not self.language_filter.precheck(html):
+            if self.language_filter is not None and not self.language_filter.precheck(doc, html):
                 return doc, ("language", "precheck_other_language")
             text, status = self.extractor(html)
             if status != "ok":
@@ -122,6 +123,17 @@ def _pipeline_for(recipe: Recipe) -> DocumentPipeline:
     if recipe.sha256 not in _PIPELINES:
         _PIPELINES[recipe.sha256] = DocumentPipeline(recipe)
     return _PIPELINES[recipe.sha256]
+
+
+_DUMP_IN_PATH = re.compile(r"CC-MAIN-\d{4}-\d{2}")
+
+
+def dump_name(uri: str, given: str) -> str:
+    """The dump a file belongs to: as given, else the CC-MAIN-YYYY-WW in its Common Crawl path."""
+    if given:
+        return given
+    found = _DUMP_IN_PATH.search(uri)
+    return found.group(0) if found else ""
 
 
 def unit_paths(root: str, unit: str) -> dict[str, str]:
@@ -182,6 +194,7 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
     unit = unit_name(uri)
     paths = unit_paths(job.root, unit)
     stats = UnitStats(unit=unit, path=uri)
+    dump = dump_name(uri, job.dump)
     started = time.perf_counter()
     pipeline = _pipeline_for(job.recipe)
     kept = DocumentWriter(paths["documents"], job.s3)
@@ -196,7 +209,7 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
                     log.warning("%s: %s at offset %s: %s", uri, item.kind, item.offset, item.message)
                     continue
                 try:
-                    outcome = pipeline.process(item, stats, uri, job.dump)
+                    outcome = pipeline.process(item, stats, uri, dump)
                 except Exception as exc:  # a record that breaks a stage is counted, never fatal
                     stats.error("process", type(exc).__name__)
                     log.exception("%s: record %s failed", uri, item.record_id)

@@ -113,9 +113,12 @@ def test_precheck_skips_pages_clearly_in_another_language():
     japanese = _first_html(DATA / "warc" / "resiliparse-clueweb-quirk.warc.gz")
     english = _first_html(DATA / "warc" / "dolma-sample-0000.warc.gz")
     assert visible_text(japanese, 2000).count("の") > 3
-    assert _language_filter().precheck(japanese) is False
-    assert _language_filter().precheck(english) is True
-    assert _language_filter(skip_extraction_below=0.0).precheck(japanese) is True  # off: datatrove's way
+    doc = Document(id="ja", text="", url="http://example.jp/", date="", file_path="")
+    assert _language_filter().precheck(doc, japanese) is False
+    assert doc.language == "ja"
+    doc = Document(id="en", text="", url="http://example.com/", date="", file_path="")
+    assert _language_filter().precheck(doc, english) is True
+    assert _language_filter(skip_extraction_below=0.0).precheck(doc, japanese) is True  # off: datatrove's way
 
 
 def test_visible_text_drops_markup_scripts_and_comments():

@@ -141,6 +141,19 @@ def test_removed_documents_carry_their_reason(local_run):
     assert any(row["language"] == "ja" for row in non_english)  # EUC-JP ClueWeb pages
 
 
+def test_the_2008_arc_file_keeps_the_same_pages_as_its_warc_conversion(spark, local_run, tmp_path):
+    arc = WARC_DIR / "copycat-cc2008-small-sample-1213893279526_0.arc.gz"
+    root = tmp_path / "out"
+    assert _ingest(str(arc), "-o", str(root)) == 0
+    (unit,) = _unit_stats(root)
+    _assert_balanced([unit])
+    converted = WARC_DIR / "derived" / "cc2008-arc-sample-1213893279526_0.converted.warc.gz"
+    from_warc = pq.read_table(local_run / "documents" / f"{unit_name(str(converted))}.parquet")
+    from_arc = pq.read_table(root / "documents" / f"{unit_name(str(arc))}.parquet")
+    assert sorted(from_arc.column("url").to_pylist()) == sorted(from_warc.column("url").to_pylist())
+    assert from_arc.num_rows > 0
+
+
 def test_rerun_skips_completed_units_and_changes_nothing(local_run, capsys):
     before = {path.name: path.read_bytes() for path in _visible_files(local_run / "documents")}
     assert _ingest(*map(str, REAL_INPUTS), "-o", str(local_run), "--dump", "test-dump", "--keep-removed") == 0
@@ -229,9 +242,11 @@ def test_manifest_of_relative_keys(spark, tmp_path):
     manifest = tmp_path / "warc.paths.gz"
     manifest.write_bytes(gzip.compress(f"{key}\n".encode()))
     root = tmp_path / "out"
-    assert _ingest(str(manifest), "-o", str(root), "--cc-base", f"{base}/") == 0
+    assert _ingest(str(manifest), "-o", str(root), "--cc-base", f"{base}/", "--keep-removed") == 0
     (unit,) = _unit_stats(root)
     assert unit["path"].endswith(key) and unit["html_responses"] == 1
+    removed = pq.read_table(next((root / "removed").glob("*.parquet")))
+    assert removed.column("dump").to_pylist() == ["CC-MAIN-2024-22"]  # inferred from the path
 
 
 def test_reads_from_and_writes_to_s3(spark, s3_endpoint, local_run):

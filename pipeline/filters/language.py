@@ -71,17 +71,21 @@ class LanguageFilter:
         pairs = zip(labels, probs, strict=True)
         return {label.removeprefix("__label__"): float(prob) for label, prob in pairs}
 
-    def precheck(self, html: str) -> bool:
-        """False when the page is clearly in no wanted language, so extracting it would be wasted."""
+    def precheck(self, doc: Document, html: str) -> bool:
+        """False when the page is clearly in no wanted language, so extracting it would be wasted.
+        The crude text's top language is recorded on the document either way."""
         if self.config.skip_extraction_below <= 0 or not self.config.languages:
             return True
         text = visible_text(html, _PRECHECK_CHARS)
         if not text:
             return True
         labels, probs = self.model.predict(text, k=-1, threshold=0.0)
-        scores = dict(zip(labels, probs, strict=True))
+        scores = {
+            label.removeprefix("__label__"): float(prob) for label, prob in zip(labels, probs, strict=True)
+        }
+        doc.language, doc.language_score = max(scores.items(), key=lambda item: item[1])
         floor = self.config.skip_extraction_below
-        return any(scores.get(f"__label__{lang}", 0.0) >= floor for lang in self.config.languages)
+        return any(scores.get(lang, 0.0) >= floor for lang in self.config.languages)
 
     def __call__(self, doc: Document) -> str | None:
         scores = self.scores(doc.text)

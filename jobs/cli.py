@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import ModuleType
 
-from jobs import ingest
+
+def _jobs() -> dict[str, tuple[ModuleType, str]]:
+    from jobs import dedup, ingest, scrub
+
+    return {
+        "ingest": (ingest, "WARC/WET files -> FineWeb-filtered documents (Parquet)"),
+        "dedup": (dedup, "documents -> exact + MinHash dedup -> PII scrubbing -> final documents"),
+        "scrub": (scrub, "PII scrubbing alone, on any id,text Parquet"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,14 +22,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="tokenmill", description="Common Crawl to training shards on Spark."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    ingest_parser = commands.add_parser(
-        "ingest",
-        help="WARC/WET files -> FineWeb-filtered documents (Parquet)",
-        description=ingest.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ingest.add_arguments(ingest_parser)
-    ingest_parser.set_defaults(handler=ingest.run)
+    for name, (module, summary) in _jobs().items():
+        command = commands.add_parser(
+            name,
+            help=summary,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
     args = parser.parse_args(argv)
     return args.handler(args)
 

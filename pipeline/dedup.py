@@ -1,0 +1,59 @@
+"""Per-batch dedup keys and PII scrubbing over Arrow batches: the Spark-free half of `jobs/dedup.py`.
+
+For every document: a 64-bit hash of its normalized text (exact dedup) and one 64-bit key per LSH band
+(MinHash dedup). Keys are stored as signed int64, the bit pattern of the unsigned hash, because that is
+what Parquet and Spark hold natively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.minhash import MinHasher, normalize_for_dedup
+from pipeline.pii import PIIConfig, scrub
+
+KEY_SCHEMA = pa.schema([("id", pa.string()), ("text_hash", pa.int64()), ("band_keys", pa.list_(pa.int64()))])
+PII_KINDS = ("email", "ip", "phone")
+
+
+def text_hash(text: str) -> int:
+    """Signed 64-bit view of blake2b(normalized text): equal for texts that differ only in case,
+    punctuation and spacing."""
+    digest = hashlib.blake2b(normalize_for_dedup(text).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def dedup_keys(batches: Iterator[pa.RecordBatch], hasher: MinHasher) -> Iterator[pa.RecordBatch]:
+    """(id, text) batches -> (id, text_hash, band_keys) batches."""
+    for batch in batches:
+        texts = [text or "" for text in batch.column("text").to_pylist()]
+        bands = hasher.band_keys_batch(texts).view(np.int64)
+        yield pa.RecordBatch.from_arrays(
+            [
+                batch.column("id"),
+                pa.array([text_hash(text) for text in texts], pa.int64()),
+                pa.array(list(bands), pa.list_(pa.int64())),
+            ],
+            schema=KEY_SCHEMA,
+        )
+
+
+def scrub_batches(batches: Iterator[pa.RecordBatch], config: PIIConfig) -> Iterator[pa.RecordBatch]:
+    """Replace PII in the `text` column; add `pii_<kind>` replacement counts per document."""
+    for batch in batches:
+        texts, counts = [], {kind: [] for kind in PII_KINDS}
+        for text in batch.column("text").to_pylist():
+            clean, found = scrub(text or "", config)
+            texts.append(clean)
+            for kind in PII_KINDS:
+                counts[kind].append(found.get(kind, 0))
+        table = pa.Table.from_batches([batch]).set_column(
+            batch.schema.get_field_index("text"), "text", pa.array(texts, pa.string())
+        )
+        for kind in PII_KINDS:
+            table = table.append_column(f"pii_{kind}", pa.array(counts[kind], pa.int32()))
+        yield from table.to_batches()

@@ -1,0 +1,238 @@
+"""The dedup job on local[2]: known near-duplicates, transitivity, determinism across reruns and
+partitionings, --against earlier runs, PII on the survivors, and docs in = survivors + removed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import cli
+from jobs.dedup import connected_components
+from tests.conftest import DATA, WARC_DIR
+
+FUZZY = DATA / "dedup" / "documents_with_fuzzy_duplicates"
+
+
+def _real_documents() -> list[dict]:
+    """20 real Common Crawl documents (dolma's CC 'head' samples)."""
+    rows = []
+    for name in ("dolma_cc_en_head-0091.jsonl.gz", "dolma_cc_en_head-0174.jsonl.gz"):
+        with gzip.open(DATA / "text" / name, "rt", encoding="utf-8") as handle:
+            rows += [json.loads(line) for line in handle]
+    return [
+        {"id": f"cc-{i:02d}", "text": row["text"], "url": f"https://example.org/{i}"}
+        for i, row in enumerate(rows)
+    ]
+
+
+def _edit(text: str, fraction: float, seed: int) -> str:
+    """Replace a contiguous run of `fraction` of the words: a near-duplicate with a known overlap."""
+    words = text.split()
+    rng = random.Random(seed)
+    span = int(len(words) * fraction)
+    start = rng.randrange(0, len(words) - span)
+    words[start : start + span] = [f"edited{seed}w{i}" for i in range(span)]
+    return " ".join(words)
+
+
+def _corpus() -> list[dict]:
+    docs = _real_documents()
+    base = max(docs, key=lambda doc: len(doc["text"]) if len(doc["text"].split()) < 1000 else 0)
+    docs += [
+        {"id": "exact-copy", "text": base["text"].upper() + "  ", "url": "https://mirror.example/a"},
+        {"id": "near-copy", "text": _edit(base["text"], 0.05, 1), "url": "https://mirror.example/b"},
+        {
+            "id": "mit-react",
+            "text": (FUZZY / "react_mit_license.txt").read_text(),
+            "url": "https://react.example",
+        },
+        {
+            "id": "mit-rails",
+            "text": (FUZZY / "rails_mit_license.txt").read_text(),
+            "url": "https://rails.example",
+        },
+        {
+            "id": "bsd-pytorch",
+            "text": (FUZZY / "pytorch_license.txt").read_text(),
+            "url": "https://pytorch.example",
+        },
+        {
+            "id": "pii",
+            "text": "Write to jane.doe@example.com or ping 8.8.8.8 (not 192.168.1.1) for help.",
+            "url": "u",
+        },
+    ]
+    return docs
+
+
+def _write(docs: list[dict], path: Path, files: int = 1) -> Path:
+    path.mkdir(parents=True)
+    for index in range(files):
+        part = docs[index::files]
+        pq.write_table(pa.Table.from_pylist(part), path / f"part-{index}.parquet")
+    return path
+
+
+def _clusters(root: Path) -> dict[str, dict]:
+    table = pq.read_table(root / "dedup" / "clusters")
+    return {row["id"]: row for row in table.to_pylist()}
+
+
+def _dedup(*args: str) -> int:
+    return cli.main(["dedup", *args, "--master", "local[2]"])
+
+
+@pytest.fixture(scope="module")
+def dedup_run(spark, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dedup")
+    source = _write(_corpus(), root / "input", files=3)
+    assert _dedup("-o", str(root / "out"), "--input", str(source)) == 0
+    return root / "out"
+
+
+def test_known_duplicates_are_clustered(dedup_run):
+    clusters = _clusters(dedup_run)
+    base_cluster = clusters["exact-copy"]["cluster_id"]
+    assert clusters["near-copy"]["cluster_id"] == base_cluster
+    assert clusters["exact-copy"]["reason"] == "exact_duplicate"
+    assert clusters["near-copy"]["reason"] == "fuzzy_duplicate"
+    survivor = [row for row in clusters.values() if row["cluster_id"] == base_cluster and row["kept"]]
+    assert len(survivor) == 1 and survivor[0]["id"].startswith("cc-")  # "cc-" < "exact" < "near": smallest id
+    assert clusters["mit-react"]["cluster_id"] == clusters["mit-rails"]["cluster_id"]
+    assert clusters["bsd-pytorch"]["cluster_size"] == 1 and clusters["bsd-pytorch"]["reason"] == "unique"
+
+
+def test_docs_in_equals_survivors_plus_removed(dedup_run):
+    stats = json.loads((dedup_run / "stats" / "dedup.json").read_text())
+    clusters = _clusters(dedup_run)
+    final = pq.read_table(dedup_run / "final")
+    assert stats["docs_in"] == len(_corpus()) == len(clusters)
+    assert stats["survivors"] == final.num_rows == sum(row["kept"] for row in clusters.values())
+    assert stats["balanced"] and stats["docs_in"] == stats["survivors"] + stats["removed"]
+    assert stats["exact_duplicates"] == 1 and stats["fuzzy_duplicates"] == 2
+    assert sorted(final.column("id").to_pylist()) == sorted(i for i, row in clusters.items() if row["kept"])
+
+
+def test_survivors_are_pii_scrubbed_with_fineweb_columns_first(dedup_run):
+    final = pq.read_table(dedup_run / "final")
+    assert final.column_names[:2] == ["text", "id"]
+    row = next(row for row in final.to_pylist() if row["id"] == "pii")
+    assert "jane.doe@example.com" not in row["text"] and "8.8.8.8" not in row["text"]
+    assert "192.168.1.1" in row["text"]  # private addresses are not PII
+    assert (row["pii_email"], row["pii_ip"], row["pii_phone"]) == (1, 1, 0)
+    stats = json.loads((dedup_run / "stats" / "dedup.json").read_text())
+    assert stats["pii_replacements"]["email"] >= 1 and stats["pii_replacements"]["ip"] >= 1
+
+
+def test_same_clusters_for_any_partitioning_and_on_rerun(dedup_run, tmp_path):
+    source = _write(_corpus()[::-1], tmp_path / "input", files=7)
+    assert _dedup("-o", str(tmp_path / "out"), "--input", str(source)) == 0
+    assert _clusters(tmp_path / "out") == _clusters(dedup_run)
+    assert _dedup("-o", str(tmp_path / "out"), "--input", str(source)) == 0  # complete: skipped
+    assert _clusters(tmp_path / "out") == _clusters(dedup_run)
+
+
+def test_transitive_duplicates_form_one_cluster(spark, tmp_path):
+    """A~B and B~C share bands, A and C share none: still one cluster."""
+    from pipeline.minhash import PRESETS, MinHasher
+
+    base = " ".join(_real_documents()[16]["text"].split()[:400])
+    hasher = MinHasher(PRESETS["fineweb"])
+    for seed in range(50):
+        a, b = _edit(base, 0.2, seed), base
+        c = _edit(base, 0.2, seed + 1000)
+        keys = hasher.band_keys_batch([a, b, c])
+        shares = [set(keys[i]) & set(keys[j]) for i, j in ((0, 1), (1, 2), (0, 2))]
+        if shares[0] and shares[1] and not shares[2]:
+            break
+    else:
+        pytest.fail("could not plant a transitive triple")
+    source = _write([{"id": "A", "text": a}, {"id": "B", "text": b}, {"id": "C", "text": c}], tmp_path / "in")
+    assert _dedup("-o", str(tmp_path / "out"), "--input", str(source)) == 0
+    clusters = _clusters(tmp_path / "out")
+    assert {row["cluster_id"] for row in clusters.values()} == {"A"}
+    assert [row["id"] for row in clusters.values() if row["kept"]] == ["A"]
+
+
+def test_against_an_earlier_run_never_readmits(dedup_run, tmp_path):
+    old = _corpus()
+    new = [
+        {"id": "new-exact", "text": old[0]["text"], "url": "x"},
+        {"id": "new-near", "text": _edit(old[6]["text"], 0.03, 7), "url": "y"},
+        {
+            "id": "new-unique",
+            "text": " ".join(old[3]["text"].split()[::-1]),
+            "url": "z",
+        },  # same words, new order
+    ]
+    source = _write(new, tmp_path / "input")
+    assert _dedup("-o", str(tmp_path / "out"), "--input", str(source), "--against", str(dedup_run)) == 0
+    clusters = _clusters(tmp_path / "out")
+    assert clusters["new-exact"]["reason"] == "prior_duplicate" and not clusters["new-exact"]["kept"]
+    assert clusters["new-near"]["reason"] == "prior_duplicate"
+    assert clusters["new-unique"]["kept"]
+    stats = json.loads((tmp_path / "out" / "stats" / "dedup.json").read_text())
+    assert stats["prior_duplicates"] == 2 and stats["survivors"] == 1
+
+
+def test_connected_components_match_union_find(spark):
+    rng = random.Random(5)
+    edges = [(f"n{i:03d}", f"n{i + 1:03d}") for i in range(40)]  # a long chain: many rounds
+    edges += [(f"r{rng.randrange(200):03d}", f"r{rng.randrange(200):03d}") for _ in range(150)]
+    edges = [(a, b) for a, b in edges if a != b]
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            node = parent[node]
+        return node
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    expected = {node: min(n for n in parent if find(n) == find(node)) for node in parent}
+    frame = spark.createDataFrame(edges, "a string, b string")
+    got = {row["id"]: row["component"] for row in connected_components(frame).collect()}
+    assert got == expected
+
+
+def test_scrub_alone_on_any_id_text_parquet(spark, tmp_path):
+    source = _write(
+        [{"id": "1", "text": "mail bob@example.org, call +1 (415) 555-0132", "extra": 7}], tmp_path / "in"
+    )
+    out = tmp_path / "out"
+    assert (
+        cli.main(["scrub", "--input", str(source), "-o", str(out), "--phones", "--master", "local[2]"]) == 0
+    )
+    (row,) = pq.read_table(out).to_pylist()
+    assert row["extra"] == 7 and row["id"] == "1"
+    assert "bob@example.org" not in row["text"] and "555-0132" not in row["text"]
+    assert (row["pii_email"], row["pii_phone"]) == (1, 1)
+
+
+def test_dedup_runs_on_ingest_output(spark, tmp_path):
+    root = tmp_path / "run"
+    sources = [str(WARC_DIR / "dolma-sample-0000.warc.gz"), str(WARC_DIR / "dolma-sample-0001.warc.gz")]
+    assert cli.main(["ingest", *sources, "-o", str(root)]) == 0
+    assert _dedup("-o", str(root)) == 0
+    stats = json.loads((root / "stats" / "dedup.json").read_text())
+    ingested = pq.read_table(root / "documents").num_rows
+    assert stats["docs_in"] == ingested and stats["balanced"]
+    final = pq.read_table(root / "final")
+    assert final.column_names[:8] == [
+        "text",
+        "id",
+        "dump",
+        "url",
+        "date",
+        "file_path",
+        "language",
+        "language_score",
+    ]

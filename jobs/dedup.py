@@ -37,7 +37,7 @@ from pipeline.storage import S3Options, exists, join, read_bytes, write_atomic
 
 TEXT_BUCKET, URL_BUCKET = -1, -2  # bucket "bands" besides the LSH bands 0..b-1
 PRIOR_PREFIX = "prior:"  # keeps a document id seen in an earlier run distinct from the same id now
-KEY_DDL = "id string, text_hash long, band_keys array<long>"
+KEY_DDL = "id string, text_hash long, band_keys array<long>, signature array<long>"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--phones", action="store_true", help="also replace phone numbers")
     parser.add_argument(
+        "--min-jaccard",
+        type=float,
+        default=0.0,
+        metavar="J",
+        help="verify MinHash candidates: drop links with estimated Jaccard < J (0: off, as FineWeb)",
+    )
+    parser.add_argument(
         "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
     )
     parser.add_argument(
@@ -78,11 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---- 1. keys ------------------------------------------------------------------------------------------
 
 
-def document_keys(docs: DataFrame, preset: str) -> DataFrame:
+def document_keys(docs: DataFrame, preset: str, with_signature: bool) -> DataFrame:
     config = PRESETS[preset]
 
     def compute(batches):
-        yield from dedup_keys(batches, MinHasher(config))
+        yield from dedup_keys(batches, MinHasher(config), with_signature)
 
     return docs.select("id", "text").mapInArrow(compute, KEY_DDL)
 
@@ -105,18 +112,33 @@ def bucket_members(keys: DataFrame, docs: DataFrame, url_dedup: bool) -> DataFra
 
 
 def bucket_edges(members: DataFrame) -> DataFrame:
-    """(a, b) edges linking every bucket member to the bucket's smallest id."""
+    """(a, b, band) edges linking every bucket member to the bucket's smallest id; `band` is the
+    smallest band the pair shares (negative: same text or URL)."""
     roots = (
         members.groupBy("band", "key")
         .agg(F.min("id").alias("root"), F.count("*").alias("size"))
         .where(F.col("size") > 1)
     )
-    return (
-        members.join(roots, ["band", "key"])
-        .where(F.col("id") != F.col("root"))
-        .select(F.col("id").alias("a"), F.col("root").alias("b"))
-        .distinct()
+    links = members.join(roots, ["band", "key"]).where(F.col("id") != F.col("root"))
+    return links.groupBy(F.col("id").alias("a"), F.col("root").alias("b")).agg(F.min("band").alias("band"))
+
+
+def verified_edges(edges: DataFrame, keys: DataFrame, min_jaccard: float) -> DataFrame:
+    """Keep a MinHash link only when the two full signatures agree on at least `min_jaccard` of their
+    positions (the estimated Jaccard); exact-text and URL links, and links to documents of earlier runs
+    (whose signatures are not stored), always stay."""
+    if min_jaccard <= 0:
+        return edges.select("a", "b")
+    signatures = keys.select("id", "signature")
+    candidates = (
+        edges.where(F.col("band") >= 0)
+        .join(signatures.withColumnRenamed("id", "a").withColumnRenamed("signature", "sa"), "a")
+        .join(signatures.withColumnRenamed("id", "b").withColumnRenamed("signature", "sb"), "b")
     )
+    agreement = F.expr("size(filter(zip_with(sa, sb, (x, y) -> x = y), same -> same)) / size(sa)")
+    confirmed = candidates.where(agreement >= min_jaccard).select("a", "b")
+    always = edges.join(candidates.select("a", "b"), ["a", "b"], "left_anti").select("a", "b")
+    return always.unionByName(confirmed)
 
 
 # ---- 3. connected components --------------------------------------------------------------------------
@@ -251,7 +273,8 @@ def _prior_members(spark: SparkSession, roots: list[str], preset: str, s3: S3Opt
 
 
 def _fingerprint(docs: DataFrame, args: argparse.Namespace) -> str:
-    settings = {key: getattr(args, key) for key in ("preset", "against", "url_dedup", "priority", "phones")}
+    names = ("preset", "against", "url_dedup", "priority", "phones", "min_jaccard")
+    settings = {key: getattr(args, key) for key in names}
     material = json.dumps({"files": sorted(docs.inputFiles()), **settings}, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()
 
@@ -285,14 +308,14 @@ def run(args: argparse.Namespace) -> int:
     duplicate_ids = docs_in - docs.select("id").distinct().count()
     if duplicate_ids:
         raise SystemExit(f"dedup: {source} has {duplicate_ids} rows whose id is not unique")
-    keys = document_keys(docs, args.preset).localCheckpoint()
+    keys = document_keys(docs, args.preset, with_signature=args.min_jaccard > 0).localCheckpoint()
     members = bucket_members(keys, docs, args.url_dedup).localCheckpoint()
     seconds["keys"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     prior = _prior_members(spark, args.against, args.preset, s3)
     graph_members = members if prior is None else members.unionByName(prior)
-    components = connected_components(bucket_edges(graph_members))
+    components = connected_components(verified_edges(bucket_edges(graph_members), keys, args.min_jaccard))
     seconds["components"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -327,6 +350,7 @@ def run(args: argparse.Namespace) -> int:
         "pii_replacements": {kind: int(pii[kind] or 0) for kind in PII_KINDS},
         "preset": args.preset,
         "against": args.against,
+        "min_jaccard": args.min_jaccard,
         "seconds": {stage: round(value, 3) for stage, value in seconds.items()},
         "total_seconds": round(time.perf_counter() - started, 3),
     }

@@ -16,7 +16,14 @@ import pyarrow as pa
 from pipeline.minhash import MinHasher, normalize_for_dedup
 from pipeline.pii import PIIConfig, scrub
 
-KEY_SCHEMA = pa.schema([("id", pa.string()), ("text_hash", pa.int64()), ("band_keys", pa.list_(pa.int64()))])
+KEY_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text_hash", pa.int64()),
+        ("band_keys", pa.list_(pa.int64())),
+        ("signature", pa.list_(pa.int64())),
+    ]
+)
 PII_KINDS = ("email", "ip", "phone")
 
 
@@ -27,16 +34,33 @@ def text_hash(text: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-def dedup_keys(batches: Iterator[pa.RecordBatch], hasher: MinHasher) -> Iterator[pa.RecordBatch]:
-    """(id, text) batches -> (id, text_hash, band_keys) batches."""
+def _list_column(matrix: np.ndarray) -> pa.ListArray:
+    """An (n, k) uint64 matrix as an Arrow list<int64> column, without a Python loop."""
+    n, k = matrix.shape
+    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(matrix.view(np.int64).reshape(-1)))
+
+
+def dedup_keys(
+    batches: Iterator[pa.RecordBatch], hasher: MinHasher, with_signature: bool
+) -> Iterator[pa.RecordBatch]:
+    """(id, text) batches -> (id, text_hash, band_keys, signature) batches; `signature` (the full
+    MinHash, for verifying candidate pairs) is null unless asked for."""
     for batch in batches:
+        if batch.num_rows == 0:
+            continue
         texts = [text or "" for text in batch.column("text").to_pylist()]
-        bands = hasher.band_keys_batch(texts).view(np.int64)
+        signatures = hasher.signatures(texts)
+        if with_signature:
+            signature_column = _list_column(signatures)
+        else:
+            signature_column = pa.nulls(len(texts), pa.list_(pa.int64()))
         yield pa.RecordBatch.from_arrays(
             [
                 batch.column("id"),
                 pa.array([text_hash(text) for text in texts], pa.int64()),
-                pa.array(list(bands), pa.list_(pa.int64())),
+                _list_column(hasher.band_keys(signatures)),
+                signature_column,
             ],
             schema=KEY_SCHEMA,
         )

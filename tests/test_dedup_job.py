@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import cli
-from jobs.dedup import connected_components
+from jobs.dedup import connected_components, verified_edges
 from tests.conftest import DATA, WARC_DIR
 
 FUZZY = DATA / "dedup" / "documents_with_fuzzy_duplicates"
@@ -236,3 +236,23 @@ def test_dedup_runs_on_ingest_output(spark, tmp_path):
         "language",
         "language_score",
     ]
+
+
+def test_verification_drops_weak_minhash_links_only(spark):
+    keys = spark.createDataFrame(
+        [("a", [1, 2, 3, 4]), ("b", [1, 2, 3, 9]), ("c", [7, 8, 3, 9]), ("d", [5, 6, 7, 8])],
+        "id string, signature array<long>",
+    )
+    edges = spark.createDataFrame(
+        [("b", "a", 3), ("c", "a", 2), ("d", "a", -1), ("prior:x", "a", 0)], "a string, b string, band int"
+    )
+    kept = lambda j: sorted(tuple(row) for row in verified_edges(edges, keys, j).collect())  # noqa: E731
+    assert kept(0.7) == [("b", "a"), ("d", "a"), ("prior:x", "a")]  # b~a agree on 3/4; c~a on 1/4
+    assert kept(0.8) == [("d", "a"), ("prior:x", "a")]  # exact-text links and prior links always stay
+    assert kept(0.0) == [("b", "a"), ("c", "a"), ("d", "a"), ("prior:x", "a")]
+
+
+def test_verified_run_keeps_the_true_duplicates(dedup_run, tmp_path):
+    source = _write(_corpus(), tmp_path / "input", files=2)
+    assert _dedup("-o", str(tmp_path / "out"), "--input", str(source), "--min-jaccard", "0.5") == 0
+    assert _clusters(tmp_path / "out") == _clusters(dedup_run)

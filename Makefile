@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml infra/setup.sh
 
 run: setup
 	$(BIN)/tokenmill ingest $(SAMPLES) -o $(OUT) --dump sample
+	$(BIN)/tokenmill dedup -o $(OUT)
 
 test: setup
 	$(BIN)/python -m pytest -q tests

@@ -1,9 +1,13 @@
 """Word and sentence splitting shared by every filter.
 
-FineWeb's reference (datatrove) splits English with spaCy's tokenizer, which costs ~10x the rest of a
-filter chain. This regex reproduces the splits that matter to the Gopher/C4/FineWeb rules: punctuation
-stands alone, contractions split as `do|n't`, `it|'s`, abbreviations (`U.S.`), numbers (`1,000.5`) and
-URLs stay whole, hyphenated words split around the hyphen. The bench measures the agreement.
+FineWeb's reference (datatrove) splits English with spaCy's tokenizer, which costs more than the rest of
+a filter chain. One regex reproduces the splits that move the Gopher, C4 and FineWeb rules, as spaCy's
+English tokenizer makes them (known answers in tests/test_text.py): punctuation, quotes, brackets and
+symbols stand alone; a run of dots is one token; `n't`/`n’t` and the clitics `'s 're 've 'll 'd 'm` split
+off (`do|n't`, `it|'s`, `can|not`); URLs, domains, e-mail addresses, numbers (`1,000.5`, `12:30`),
+ordinals and decades (`20th`, `1980s`), initials (`F.`, `U.S.`) and common abbreviations (`Dr.`, `e.g.`,
+`Jan.`) stay whole; a hyphen or slash between letters splits (`well|-|known`, `either|/|or`). The bench
+measures the agreement of every filter's decisions with datatrove's spaCy-based ones.
 """
 
 from __future__ import annotations
@@ -13,16 +17,32 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
+# Abbreviations that keep their period in spaCy's English tokenizer (titles, months, company forms).
+_ABBREVIATIONS = (
+    "Mr|Mrs|Ms|Dr|St|Jr|Inc|Ltd|Co|Corp|vs|Mt|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
+    "|Ala|Ariz|Ark|Calif|Colo|Conn|Del|Fla|Ga|Ill|Ind|Kan|Ky|La|Md|Mass|Mich|Minn|Miss|Mo|Neb|Nev|Okla"
+    "|Ore|Pa|Tenn|Va|Wash|Wis"
+)
+_UNITS_AND_TIMES = r"(?:am|pm|a\.m\.|p\.m\.|km|kg|mg|cm|mm|m|g|mb|gb|kb|ft|lb|mph|hz|ml)"
+_CLITIC = r"[’'](?:[sS]|re|ve|ll|d|m)\b"
+
 _WORD_RE = re.compile(
-    r"""
-    https?://\S+                  # URLs stay whole
-    | \w+(?=n't\b) | n't\b        # do|n't, ca|n't
-    | '(?:s|re|ve|ll|d|m)\b       # clitics split from their word
-    | (?:[^\W\d_]\.){2,}          # U.S., e.g.
-    | \d+(?:[.,:/]\d+)*           # 1,000.50  12:30  3/4
-    | \w+                         # words
-    | \.\.\.                      # an ellipsis is one token
-    | \S                          # any other character on its own
+    rf"""
+    (?:https?://|www\.)[^\s<>"]*[^\s<>".,;:!?)\]'’]  # URLs stay whole, trailing punctuation comes off
+    | [\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{{2,}}     # e-mail addresses
+    | (?:{_ABBREVIATIONS})\.                        # listed abbreviations keep their period
+    | (?:[^\W\d_]\.){{2,}}                          # U.S., e.g., a.m.
+    | \b[^\W\d_]\.(?!\w)                            # initials: F. Scott, p. 5
+    | \b[^\W\d_]+(?=n[’']t\b) | n[’']t\b           # do|n't, ca|n't (DON'T stays whole)
+    | \b(?i:can)(?=not\b)                           # can|not
+    | {_CLITIC}                                     # clitics split off their word
+    | [:;]-?[()DPp](?!\w) | <3                      # emoticons
+    | (?<![\w.])[+-]?\d+(?=(?-i:{_UNITS_AND_TIMES})\b)  # 10|km, 3|pm
+    | (?<![\w.])[+-]?\d+(?:[.,:/]\d+)*(?:st|nd|rd|th|s)?(?!\w)  # 1,000.5  12:30  20th  1980s
+    | [^\W\d_]\w*(?:-\d\w*)+                         # COVID-19
+    | \w+(?:[’'](?!(?:[sS]|re|ve|ll|d|m)\b)\w+)*(?:\.(?![A-Z])\w+)*  # words: O'Neil, example.org, v1.2
+    | \.{{2,}} | -{{2,}} | ''                         # runs of dots or hyphens, a doubled quote
+    | \S                                           # any other character on its own
     """,
     re.VERBOSE,
 )
@@ -34,9 +54,24 @@ _ASCII_SYMBOLS = frozenset("$+<=>^`|~")
 SENTENCE_END = frozenset(".!?։؟۔܀܁܂।॥၊။።፧፨᙮᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟꫰꫱꯫﹒﹖﹗！．？｡。")
 
 
+_CHUNKS: dict[str, list[str]] = {}
+_CHUNK_CACHE_SIZE = 200_000
+
+
 def split_words(text: str) -> list[str]:
-    """Split text into word tokens (see the module docstring for the rules)."""
-    return _WORD_RE.findall(text)
+    """Split text into word tokens (see the module docstring for the rules).
+
+    Like spaCy, whitespace splits first; chunks repeat (Zipf), so each distinct chunk is split by the
+    regex once and then looked up, which makes the split ~10x cheaper on real text."""
+    words: list[str] = []
+    for chunk in text.split():
+        tokens = _CHUNKS.get(chunk)
+        if tokens is None:
+            if len(_CHUNKS) >= _CHUNK_CACHE_SIZE:
+                _CHUNKS.clear()
+            tokens = _CHUNKS[chunk] = _WORD_RE.findall(chunk)
+        words.extend(tokens)
+    return words
 
 
 @lru_cache(maxsize=65536)

@@ -6,13 +6,15 @@ strict comparisons) and one character or word more must fail with the rule's rea
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.document import Document
-from pipeline.filters import signal_columns
+from pipeline.filters import build_text_filters, signal_columns
 from pipeline.filters.c4 import C4Filter
 from pipeline.filters.fineweb_quality import FineWebQualityFilter
 from pipeline.filters.gopher_quality import GopherQualityFilter
@@ -35,17 +37,17 @@ def section(name: str, **overrides: Any) -> dict[str, Any]:
     return table
 
 
-def make(name: str, **overrides: Any):
-    return TEXT_FILTERS[name].from_section(section(name, **overrides))
+def make(name: str, all_signals: bool = False, **overrides: Any):
+    return TEXT_FILTERS[name].from_section(section(name, **overrides), all_signals=all_signals)
 
 
 def doc(text: str) -> Document:
     return Document(id="doc", text=text, url="https://example.com/", date="", file_path="")
 
 
-def run(name: str, text: str, **overrides: Any) -> tuple[str | None, Document]:
+def run(name: str, text: str, all_signals: bool = False, **overrides: Any) -> tuple[str | None, Document]:
     document = doc(text)
-    return make(name, **overrides)(document), document
+    return make(name, all_signals, **overrides)(document), document
 
 
 def filler(length: int, tag: str = "w") -> str:
@@ -168,10 +170,10 @@ def test_gopher_duplicated_ngrams(n: int, limit: float) -> None:
 def test_gopher_duplicated_ngrams_join_without_spaces_and_skip_past_repeats() -> None:
     # As in the reference, n-grams are joined without a separator: "ab c d e f" and "a bc d e f" are the
     # same 5-gram "abcdef". After a repeat the walk jumps n words, so overlapping repeats count once.
-    _, document = run("gopher_repetition", "ab c d e f zz a bc d e f")
+    _, document = run("gopher_repetition", "ab c d e f zz a bc d e f", all_signals=True)
     assert document.signals["gopher_rep_dup_5_gram_char_frac"] == 6 / 24
     # 12 words: the 5-gram at 0 is new, at 1 seen (jump to 6), at 6 seen (jump past the last one, 7).
-    _, document = run("gopher_repetition", "a a a a a a a a a a a a")
+    _, document = run("gopher_repetition", "a a a a a a a a a a a a", all_signals=True)
     assert document.signals["gopher_rep_dup_5_gram_char_frac"] == 10 / 23
 
 
@@ -442,9 +444,71 @@ def test_fineweb_newlines_per_word() -> None:
 @pytest.mark.parametrize("name", sorted(TEXT_FILTERS))
 @pytest.mark.parametrize("text", ["", "x", "{ lorem ipsum }\n" * 3, "- a\n- b\n- a\n"])
 def test_all_signals_written_even_when_dropping(name: str, text: str) -> None:
-    _, document = run(name, text)
+    _, document = run(name, text, all_signals=True)
     assert set(document.signals) == set(TEXT_FILTERS[name].signal_names)
     assert all(isinstance(value, (int, float)) for value in document.signals.values())
+
+
+def _real_texts() -> list[str]:
+    """Whole real pages and slices of them (kept and dropped by various rules)."""
+    pages = [path.read_text() for path in sorted(TEXT_DIR.glob("*.txt"))]
+    for path in sorted(TEXT_DIR.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt") as lines:
+            pages += [json.loads(line)["text"] for line in lines]
+    texts = list(pages)
+    for page in pages:
+        lines = page.splitlines()
+        texts += ["\n".join(lines[start : start + 40]) for start in range(0, len(lines), 25)]
+    return texts
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_FILTERS))
+def test_kept_documents_get_the_same_signals_either_way(name: str) -> None:
+    early, full = make(name), make(name, all_signals=True)
+    kept = 0
+    for text in [*_real_texts(), filler(400), " ".join(BASE * 10)]:
+        early_doc, full_doc = doc(text), doc(text)
+        reason = early(early_doc)
+        assert reason == full(full_doc)
+        if reason is None:
+            kept += 1
+            assert early_doc.signals == full_doc.signals
+            assert set(early_doc.signals) == set(TEXT_FILTERS[name].signal_names)
+        else:  # a dropped one may have fewer signals, with the same values
+            assert early_doc.signals.items() <= full_doc.signals.items()
+    assert kept >= 2
+
+
+def test_gopher_repetition_stops_at_the_first_broken_rule_unless_all_signals() -> None:
+    repeated = "A paragraph said twice, word for word."
+    text = "\n\n".join([repeated, filler(60), repeated, filler(60, "v")])  # 1 of 4 paragraphs
+    reason, early = run("gopher_repetition", text, dup_para_frac=0.2)
+    assert reason == "dup_para_frac"
+    assert list(early.signals) == ["gopher_rep_dup_para_frac"]  # nothing after the broken rule
+    reason, full = run("gopher_repetition", text, all_signals=True, dup_para_frac=0.2)
+    assert reason == "dup_para_frac"
+    assert set(full.signals) == set(GopherRepetitionFilter.signal_names)
+    assert early.signals["gopher_rep_dup_para_frac"] == full.signals["gopher_rep_dup_para_frac"] == 0.25
+    # A later rule: the signals of every rule checked before it are there, the later ones are not.
+    reason, early = run("gopher_repetition", f"aa bb {filler(25, 'c')} aa bb {filler(25, 'd')} aa bb aa bb")
+    assert reason == "top_2_gram"
+    assert list(early.signals) == list(GopherRepetitionFilter.signal_names[:5])
+    # Rules run in the recipe's order of n-gram sizes, as in the reference.
+    only_dup = only_ngram_rules(dup=(10, 5))
+    words = "ab cd ef gh ij kl mn op qr st"
+    reason, early = run("gopher_repetition", f"{words} {filler(30)} {words}", **only_dup)
+    assert reason == "duplicated_10_n_grams"
+    assert "gopher_rep_dup_5_gram_char_frac" not in early.signals
+
+
+def test_build_text_filters_passes_all_signals() -> None:
+    recipe = load_recipe()
+    recipe.tables["language"]["enabled"] = False  # no model to load
+    for all_signals in (False, True):
+        filters = build_text_filters(recipe, all_signals=all_signals)
+        assert [f.name for f in filters] == ["gopher_repetition", "gopher_quality", "c4", "fineweb_quality"]
+        repetition = filters[0]
+        assert isinstance(repetition, GopherRepetitionFilter) and repetition.all_signals is all_signals
 
 
 def test_signal_columns_are_prefixed_and_unique() -> None:

@@ -1,6 +1,11 @@
 """Document filters in FineWeb's order. Each is a callable `filter(doc) -> drop reason | None` that also
-writes its signals into `doc.signals` (all of them, not just up to the first failing rule), so that a
-threshold change is a query over the output columns rather than a re-run.
+writes its signals into `doc.signals`, so that a threshold change is a query over the output columns
+rather than a re-run.
+
+Every filter class is built by `from_section(section, all_signals=False)`. A kept document always gets
+all of a filter's signals. With `all_signals=False` a filter may stop at its first broken rule, so a
+dropped document can lack the signals of the later rules (Gopher repetition does: its n-gram signals are
+most of its cost); pass `all_signals=True` when dropped documents are kept (`--keep-removed`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ class Filter(Protocol):
     def __call__(self, doc: Document) -> str | None: ...
 
 
-def build_text_filters(recipe: Recipe) -> list[Filter]:
-    """The filters that run on extracted text, in FineWeb's order (the URL filter runs before extraction)."""
+def build_text_filters(recipe: Recipe, all_signals: bool = False) -> list[Filter]:
+    """The filters that run on extracted text, in FineWeb's order (the URL filter runs before extraction).
+    `all_signals`: every filter computes all its signals even for the documents it drops."""
     from pipeline.filters.c4 import C4Filter
     from pipeline.filters.fineweb_quality import FineWebQualityFilter
     from pipeline.filters.gopher_quality import GopherQualityFilter
@@ -37,7 +43,7 @@ def build_text_filters(recipe: Recipe) -> list[Filter]:
     for section_name, filter_class in stages:
         section = recipe.section(section_name)
         if section.pop("enabled", True):
-            filters.append(filter_class.from_section(section))
+            filters.append(filter_class.from_section(section, all_signals=all_signals))
     return filters
 
 

@@ -60,7 +60,7 @@ class C4Filter:
         self.config = config
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> C4Filter:
+    def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> C4Filter:
         try:
             return cls(C4Config(**section))
         except TypeError as error:

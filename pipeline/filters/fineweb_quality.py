@@ -38,7 +38,7 @@ class FineWebQualityFilter:
         self.stop_chars = terminal_punctuation()
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> FineWebQualityFilter:
+    def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> FineWebQualityFilter:
         try:
             return cls(FineWebQualityConfig(**section))
         except TypeError as error:

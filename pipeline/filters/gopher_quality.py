@@ -54,7 +54,7 @@ class GopherQualityFilter:
         self.stop_words = frozenset(config.stop_words)
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> GopherQualityFilter:
+    def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> GopherQualityFilter:
         try:
             return cls(GopherQualityConfig(**section))
         except TypeError as error:

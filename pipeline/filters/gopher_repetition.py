@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -86,6 +86,10 @@ def duplicated_ngram_chars(joined: str, offsets: list[int], n: int) -> int:
 
 
 class GopherRepetitionFilter:
+    """With `all_signals` every fraction is computed and written; without, the rules run in the
+    reference's order and the first broken one ends the work: a dropped document then has the signals
+    computed up to that rule, a kept one all of them (the same values either way)."""
+
     name = "gopher_repetition"
     signal_names: tuple[str, ...] = (
         "gopher_rep_dup_para_frac",
@@ -96,62 +100,66 @@ class GopherRepetitionFilter:
         *(f"gopher_rep_dup_{n}_gram_char_frac" for n in DUP_NGRAM_SIZES),
     )
 
-    def __init__(self, config: GopherRepetitionConfig):
+    def __init__(self, config: GopherRepetitionConfig, all_signals: bool = False):
         self.config = config
+        self.all_signals = all_signals
+        # n-gram sizes in the order their values are computed: the rules' (as the reference checks them),
+        # then the sizes no rule reads, whose signals are still written.
+        self.top_ngrams: list[tuple[int, float | None]] = [
+            *zip(config.top_ngram_sizes, config.top_ngram_fracs, strict=True),
+            *((n, None) for n in TOP_NGRAM_SIZES if n not in config.top_ngram_sizes),
+        ]
+        self.dup_ngrams: list[tuple[int, float | None]] = [
+            *zip(config.dup_ngram_sizes, config.dup_ngram_fracs, strict=True),
+            *((n, None) for n in DUP_NGRAM_SIZES if n not in config.dup_ngram_sizes),
+        ]
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> GopherRepetitionFilter:
+    def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> GopherRepetitionFilter:
         try:
-            return cls(GopherRepetitionConfig(**section))
+            return cls(GopherRepetitionConfig(**section), all_signals)
         except TypeError as error:
             raise RecipeError(f"recipe table [gopher_repetition]: {error}") from None
 
-    def signals(self, doc: Document) -> dict[str, float]:
-        """Every repetition fraction of the document (all zero for an empty one)."""
-        text = doc.text
-        if not text:
-            return dict.fromkeys(self.signal_names, 0.0)
+    def _signals(self, doc: Document) -> Iterator[tuple[str, float, str | None]]:
+        """(signal, value, drop reason if its rule is broken) for a non-empty text: the rules' signals in
+        the reference's order (paragraphs, lines, top n-grams, duplicated n-grams), then the others."""
+        text, config = doc.text, self.config
+
+        def rule(reason: str, value: float, limit: float) -> tuple[str, float, str | None]:
+            # A limit of 0 turns the rule off, as in the reference.
+            return f"gopher_rep_{reason}", value, reason if limit and value > limit else None
+
         paragraphs = _PARAGRAPH_SPLIT.split(text.strip())
-        dup_paras, dup_para_chars = count_duplicates(paragraphs)
+        duplicates, duplicate_chars = count_duplicates(paragraphs)
+        yield rule("dup_para_frac", duplicates / len(paragraphs), config.dup_para_frac)
+        yield rule("dup_para_char_frac", duplicate_chars / len(text), config.dup_para_char_frac)
         lines = _LINE_SPLIT.split(text)
-        dup_lines, dup_line_chars = count_duplicates(lines)
-        signals = {
-            "gopher_rep_dup_para_frac": dup_paras / len(paragraphs),
-            "gopher_rep_dup_para_char_frac": dup_para_chars / len(text),
-            "gopher_rep_dup_line_frac": dup_lines / len(lines),
-            "gopher_rep_dup_line_char_frac": dup_line_chars / len(text),
-        }
+        duplicates, duplicate_chars = count_duplicates(lines)
+        yield rule("dup_line_frac", duplicates / len(lines), config.dup_line_frac)
+        yield rule("dup_line_char_frac", duplicate_chars / len(text), config.dup_line_char_frac)
         words = doc.words
-        for n in TOP_NGRAM_SIZES:
-            chars = top_ngram_chars(words, n) if len(words) >= n else 0
-            signals[f"gopher_rep_top_{n}_gram_char_frac"] = chars / len(text)
+        for n, limit in self.top_ngrams:
+            # The reference skips a size when the text has fewer than n words.
+            value = top_ngram_chars(words, n) / len(text) if len(words) >= n else 0.0
+            broken = limit is not None and len(words) >= n and value > limit
+            yield f"gopher_rep_top_{n}_gram_char_frac", value, f"top_{n}_gram" if broken else None
         joined = "".join(words)
         offsets = list(accumulate(map(len, words), initial=0))
-        for n in DUP_NGRAM_SIZES:
-            signals[f"gopher_rep_dup_{n}_gram_char_frac"] = duplicated_ngram_chars(joined, offsets, n) / len(
-                text
-            )
-        return signals
+        for n, limit in self.dup_ngrams:
+            value = duplicated_ngram_chars(joined, offsets, n) / len(text)
+            broken = limit is not None and value > limit
+            yield f"gopher_rep_dup_{n}_gram_char_frac", value, f"duplicated_{n}_n_grams" if broken else None
 
     def __call__(self, doc: Document) -> str | None:
-        signals = self.signals(doc)
-        doc.signals.update(signals)
         if not doc.text:
+            doc.signals.update(dict.fromkeys(self.signal_names, 0.0))
             return "empty"
-        config = self.config
-        for reason, limit in (
-            ("dup_para_frac", config.dup_para_frac),
-            ("dup_para_char_frac", config.dup_para_char_frac),
-            ("dup_line_frac", config.dup_line_frac),
-            ("dup_line_char_frac", config.dup_line_char_frac),
-        ):
-            if limit and signals[f"gopher_rep_{reason}"] > limit:
-                return reason
-        for n, limit in zip(config.top_ngram_sizes, config.top_ngram_fracs, strict=True):
-            # The reference skips a size when the text has fewer than n words.
-            if len(doc.words) >= n and signals[f"gopher_rep_top_{n}_gram_char_frac"] > limit:
-                return f"top_{n}_gram"
-        for n, limit in zip(config.dup_ngram_sizes, config.dup_ngram_fracs, strict=True):
-            if signals[f"gopher_rep_dup_{n}_gram_char_frac"] > limit:
-                return f"duplicated_{n}_n_grams"
-        return None
+        drop: str | None = None
+        for name, value, reason in self._signals(doc):
+            doc.signals[name] = value
+            if reason is not None and drop is None:
+                drop = reason
+                if not self.all_signals:
+                    break
+        return drop

@@ -54,7 +54,7 @@ class LanguageFilter:
         self._k = 1 if config.threshold >= 0.5 else -1
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> LanguageFilter:
+    def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> LanguageFilter:
         try:
             config = LanguageConfig(
                 section["model"],

@@ -106,7 +106,7 @@ class URLFilter:
             self.subwords.make_automaton()
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> URLFilter:
+    def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> URLFilter:
         try:
             return cls(URLConfig(**section))
         except TypeError as error:

@@ -51,7 +51,7 @@ class IngestJob:
 class DocumentPipeline:
     """The per-record stages of a recipe, built once per process (model load, extractor child)."""
 
-    def __init__(self, recipe: Recipe):
+    def __init__(self, recipe: Recipe, all_signals: bool = False):
         reader = recipe.section("reader")
         self.html_types = frozenset(reader["html_types"])
         self.require_http_200 = bool(reader["require_http_200"])
@@ -59,7 +59,7 @@ class DocumentPipeline:
         url_section = recipe.section("url")
         self.url_filter = URLFilter.from_section(url_section) if url_section.pop("enabled", True) else None
         self.extractor = Extractor(ExtractSettings.from_section(recipe.section("extract")))
-        self.text_filters: list[Filter] = build_text_filters(recipe)
+        self.text_filters: list[Filter] = build_text_filters(recipe, all_signals=all_signals)
         self.language_filter = next((f for f in self.text_filters if isinstance(f, LanguageFilter)), None)
 
     def _payload_type(self, record: RawRecord) -> str:
@@ -115,14 +115,16 @@ class DocumentPipeline:
         return doc, None
 
 
-_PIPELINES: dict[str, DocumentPipeline] = {}
+_PIPELINES: dict[tuple[str, bool], DocumentPipeline] = {}
 
 
-def _pipeline_for(recipe: Recipe) -> DocumentPipeline:
-    """One pipeline per recipe per process: Spark reuses Python workers across tasks."""
-    if recipe.sha256 not in _PIPELINES:
-        _PIPELINES[recipe.sha256] = DocumentPipeline(recipe)
-    return _PIPELINES[recipe.sha256]
+def _pipeline_for(recipe: Recipe, all_signals: bool) -> DocumentPipeline:
+    """One pipeline per recipe per process: Spark reuses Python workers across tasks. Dropped documents
+    get every signal only when they are written (`--keep-removed`)."""
+    key = (recipe.sha256, all_signals)
+    if key not in _PIPELINES:
+        _PIPELINES[key] = DocumentPipeline(recipe, all_signals)
+    return _PIPELINES[key]
 
 
 _DUMP_IN_PATH = re.compile(r"CC-MAIN-\d{4}-\d{2}")
@@ -196,7 +198,7 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
     stats = UnitStats(unit=unit, path=uri)
     dump = dump_name(uri, job.dump)
     started = time.perf_counter()
-    pipeline = _pipeline_for(job.recipe)
+    pipeline = _pipeline_for(job.recipe, job.keep_removed)
     kept = DocumentWriter(paths["documents"], job.s3)
     removed = DocumentWriter(paths["removed"], job.s3, with_drop_reason=True) if job.keep_removed else None
     try:

@@ -43,7 +43,8 @@ def test_pathological_page_times_out_and_the_extractor_recovers(extractor):
     text, status = extractor(slow_page + "</body></html>")
     elapsed = time.perf_counter() - started
     assert (text, status) == (None, "timeout")
-    assert elapsed < RECIPE.section("extract")["timeout_s"] + 1.0
+    # The bound is on the child's CPU time; a wall-clock backstop of 4x guarantees the call returns.
+    assert elapsed < RECIPE.section("extract")["timeout_s"] * 4 + 1.0
     html = (DATA / "extraction" / "dclm_common_crawl_paragraph2.html").read_text(encoding="utf-8")
     assert extractor(html)[1] == "ok"
 

@@ -26,7 +26,9 @@ lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: setup
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/dedup.py
 
 clean:
 	rm -rf $(OUT) $(VENV)

@@ -115,7 +115,21 @@ def decode_html(body: bytes, http_content_type: str | None) -> tuple[str, str] |
     for bom, codec in _BOMS:
         if body.startswith(bom) and (text := _decode_strict(body[len(bom) :], codec)) is not None:
             return text, codec
-    for codec in _declared(body, http_content_type):
+    declared = _declared(body, http_content_type)
+    for codec in declared:
         if (text := _decode_strict(body, codec)) is not None:
             return text, codec
+    if "utf-8" in declared and (text := _nearly_utf8(body)) is not None:
+        return text, "utf-8"
     return _detect(body)
+
+
+def _nearly_utf8(body: bytes) -> str | None:
+    """A page declared UTF-8 that holds real multi-byte UTF-8 characters and a few stray bytes (a pasted
+    Latin-1 character) is still UTF-8: decode it with U+FFFD for those bytes rather than re-detect,
+    which would misread every other character. Without any real UTF-8 character (ASCII plus a stray
+    byte) detection knows better."""
+    text = body.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd") - body.decode("utf-8", errors="ignore").count("\ufffd")
+    has_utf8 = any(ord(char) > 127 and char != "\ufffd" for char in text)
+    return text if has_utf8 and invalid <= max(3, len(body) // 10_000) else None

@@ -87,12 +87,14 @@ def test_a_hostile_label_cannot_pick_a_non_web_codec(cc_pages):
         assert codec == "utf-8"
 
 
-def test_false_declarations_everywhere_fall_through_to_detection(cc2008_pages):
-    """aecdaily.com declares UTF-8 in the header and in <meta>, but its bytes are not UTF-8."""
+def test_declared_utf8_page_with_one_stray_byte_keeps_its_utf8(cc2008_pages):
+    """aecdaily.com declares UTF-8 and is UTF-8 (activité, mêmes, –), except one cp1252 byte (0x92):
+    reading it as cp1252 would garble every accented character, so it stays UTF-8 with one U+FFFD."""
     record = cc2008_pages["http://www.aecdaily.com/en/1585910"]
     assert record.http_content_type == "text/html; charset=UTF-8;"
     text, codec = _decode(record)
-    assert codec == "cp1252" and "\ufffd" not in text
+    assert codec == "utf-8" and text.count("\ufffd") == 1
+    assert "activité" in text and "Ã" not in text
 
 
 def test_undeclared_legacy_page_is_detected():
@@ -138,3 +140,14 @@ def test_multibyte_character_cut_at_the_payload_limit(cc_pages):
 def test_binary_payload_is_not_text(cc2008_pages):
     pdf = next(record for record in cc2008_pages.values() if record.http_content_type == "application/pdf")
     assert decode_html(pdf.body, None) is None
+
+
+def test_declared_utf8_with_a_few_stray_bytes_stays_utf8():
+    """One pasted Latin-1 byte must not make the whole page decode as another charset."""
+    page = (
+        "<html><head><meta charset=utf-8></head><body>" + "Schön und gut. " * 200 + "</body></html>"
+    ).encode()
+    damaged = page[:500] + b"\xe9" + page[500:]
+    text, codec = decode_html(damaged, "text/html; charset=UTF-8")
+    assert codec == "utf-8"
+    assert text.count("Schön") == 200 and text.count("\ufffd") == 1

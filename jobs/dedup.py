@@ -382,13 +382,7 @@ def format_table(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="dedup", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+if __name__ == "__main__":  # spark-submit jobs/dedup.py ...: the same parser as `tokenmill dedup`
+    from jobs.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["dedup", *sys.argv[1:]]))

@@ -199,13 +199,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_UNITS_FAILED if failed or summary["unbalanced_units"] else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+if __name__ == "__main__":  # spark-submit jobs/ingest.py ...: the same parser as `tokenmill ingest`
+    from jobs.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["ingest", *sys.argv[1:]]))

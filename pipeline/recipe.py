@@ -11,11 +11,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tomllib
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+ConfigT = TypeVar("ConfigT")
 
 
 class RecipeError(ValueError):
@@ -36,6 +37,14 @@ class Recipe:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+def table_config(config_class: type[ConfigT], section: dict[str, Any], table: str) -> ConfigT:
+    """A stage's typed settings from its recipe table: a missing or unknown key is a RecipeError."""
+    try:
+        return config_class(**section)
+    except TypeError as error:
+        raise RecipeError(f"recipe table [{table}]: {error}") from None
 
 
 def presets() -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.document import Document
-from pipeline.recipe import RecipeError
+from pipeline.recipe import table_config
 from pipeline.text import count_sentences
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -61,10 +61,7 @@ class C4Filter:
 
     @classmethod
     def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> C4Filter:
-        try:
-            return cls(C4Config(**section))
-        except TypeError as error:
-            raise RecipeError(f"recipe table [c4]: {error}") from None
+        return cls(table_config(C4Config, section, "c4"))
 
     def __call__(self, doc: Document) -> str | None:
         """Filter the lines; keep the document (rewritten) or return why it goes.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.document import Document
-from pipeline.recipe import RecipeError
+from pipeline.recipe import table_config
 from pipeline.text import count_duplicates, terminal_punctuation
 
 
@@ -39,10 +39,7 @@ class FineWebQualityFilter:
 
     @classmethod
     def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> FineWebQualityFilter:
-        try:
-            return cls(FineWebQualityConfig(**section))
-        except TypeError as error:
-            raise RecipeError(f"recipe table [fineweb_quality]: {error}") from None
+        return cls(table_config(FineWebQualityConfig, section, "fineweb_quality"))
 
     def signals(self, doc: Document) -> dict[str, float]:
         """The four ratios over the non-blank lines (all zero when there are none)."""

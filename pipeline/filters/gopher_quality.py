@@ -13,7 +13,7 @@ from operator import gt, lt
 from typing import Any
 
 from pipeline.document import Document
-from pipeline.recipe import RecipeError
+from pipeline.recipe import table_config
 from pipeline.text import is_symbol_word
 
 
@@ -55,10 +55,7 @@ class GopherQualityFilter:
 
     @classmethod
     def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> GopherQualityFilter:
-        try:
-            return cls(GopherQualityConfig(**section))
-        except TypeError as error:
-            raise RecipeError(f"recipe table [gopher_quality]: {error}") from None
+        return cls(table_config(GopherQualityConfig, section, "gopher_quality"))
 
     def signals(self, doc: Document) -> dict[str, float]:
         text, words = doc.text, doc.words

@@ -16,7 +16,7 @@ from itertools import accumulate
 from typing import Any
 
 from pipeline.document import Document
-from pipeline.recipe import RecipeError
+from pipeline.recipe import RecipeError, table_config
 from pipeline.text import count_duplicates
 
 TOP_NGRAM_SIZES = (2, 3, 4)
@@ -116,10 +116,7 @@ class GopherRepetitionFilter:
 
     @classmethod
     def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> GopherRepetitionFilter:
-        try:
-            return cls(GopherRepetitionConfig(**section), all_signals)
-        except TypeError as error:
-            raise RecipeError(f"recipe table [gopher_repetition]: {error}") from None
+        return cls(table_config(GopherRepetitionConfig, section, "gopher_repetition"), all_signals)
 
     def _signals(self, doc: Document) -> Iterator[tuple[str, float, str | None]]:
         """(signal, value, drop reason if its rule is broken) for a non-empty text: the rules' signals in

@@ -18,7 +18,7 @@ import ahocorasick
 import tldextract
 
 from pipeline.document import Document
-from pipeline.recipe import RecipeError
+from pipeline.recipe import RecipeError, table_config
 
 BUNDLED_LISTS = Path(__file__).parent.parent / "lists"
 # List file name -> whether its entries are normalized (word lists) or taken as-is (domains, URLs).
@@ -107,10 +107,7 @@ class URLFilter:
 
     @classmethod
     def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> URLFilter:
-        try:
-            return cls(URLConfig(**section))
-        except TypeError as error:
-            raise RecipeError(f"recipe table [url]: {error}") from None
+        return cls(table_config(URLConfig, section, "url"))
 
     def __call__(self, doc: Document) -> str | None:
         url = doc.url

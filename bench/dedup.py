@@ -464,41 +464,47 @@ STAGES = ("keys", "components", "clusters", "pii_and_write")  # as stats/dedup.j
 _PAGE, _TICKS = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
 
 
-def _children() -> dict[int, list[int]]:
-    """Every process's children, from /proc/PID/stat (field 4 is the parent)."""
-    children: dict[int, list[int]] = {}
+@dataclass(frozen=True)
+class Process:
+    """One line of /proc/PID/stat, the fields we need."""
+
+    pid: int
+    parent: int
+    name: str
+    rss: int  # bytes
+    cpu: float  # user + system seconds so far
+
+
+def _processes() -> dict[int, Process]:
+    """Every process of the machine. Only /proc/PID/stat is read: cheap enough to sample twice a second
+    (smaps_rollup, for PSS, costs ~0.1 s of CPU per read of a JVM and stalls its page faults meanwhile)."""
+    processes = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 stat = Path(entry.path, "stat").read_text()
             except OSError:  # exited while we looked
                 continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    return children
+            name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+            # the fields after the name: [1] parent, [11] utime, [12] stime, [21] rss in pages
+            cpu = (int(rest[11]) + int(rest[12])) / _TICKS
+            processes[int(entry.name)] = Process(
+                int(entry.name), int(rest[1]), name, int(rest[21]) * _PAGE, cpu
+            )
+    return processes
 
 
-def process_tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[Process]:
     """`root` and all its descendants."""
-    children, tree, index = _children(), [root], 0
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for process in processes.values():
+        children.setdefault(process.parent, []).append(process.pid)
+    tree, index = [root], 0
     while index < len(tree):
         tree += children.get(tree[index], [])
         index += 1
-    return tree
-
-
-def _sample(pid: int) -> tuple[str, int, int, float] | None:
-    """(command name, RSS bytes, PSS bytes, CPU seconds so far) of one process, or None when it is gone."""
-    try:
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-        rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except (OSError, IndexError):
-        return None
-    pss = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
-    cpu = (int(stat[11]) + int(stat[12])) / _TICKS  # utime + stime (fields 14 and 15 of stat)
-    return name, rss, int(pss.group(1)) * 1024 if pss else rss, cpu
+    return [processes[pid] for pid in tree if pid in processes]
 
 
 def machine_busy_seconds() -> float:
@@ -509,12 +515,11 @@ def machine_busy_seconds() -> float:
 
 @dataclass(frozen=True)
 class Sample:
-    """The process tree at one moment: RSS by command name (java: the JVM; python: Spark's Python
-    workers; tokenmill: the driver), the PSS total, and CPU seconds used so far by command name."""
+    """The process tree at one moment: RSS and CPU seconds used so far, by command name (java: the JVM;
+    python: Spark's Python workers; tokenmill: the driver)."""
 
     at: float  # seconds since the epoch
     rss: dict[str, int]
-    pss: int
     cpu: dict[str, float]
 
     @property
@@ -523,8 +528,8 @@ class Sample:
 
 
 class TreeMonitor(threading.Thread):
-    """Samples a process and all its descendants every SAMPLE_EVERY_S seconds (see `Sample`). PSS
-    counts the pages that forked Python workers share once; the RSS sum counts them in every worker."""
+    """Samples a process and all its descendants every SAMPLE_EVERY_S seconds (see `Sample`). The RSS
+    sum counts pages that forked Python workers share once per worker: an upper bound."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -536,18 +541,13 @@ class TreeMonitor(threading.Thread):
     def run(self) -> None:
         while not self._finished.is_set():
             rss: dict[str, int] = {}
-            pss = 0
-            for pid in process_tree(self.pid):
-                found = _sample(pid)
-                if found:
-                    name, resident, proportional, cpu = found
-                    rss[name] = rss.get(name, 0) + resident
-                    pss += proportional
-                    self._last[pid] = name, cpu
-            cpu_by_name: dict[str, float] = {}
-            for name, cpu in self._last.values():
-                cpu_by_name[name] = cpu_by_name.get(name, 0.0) + cpu
-            self.samples.append(Sample(time.time(), rss, pss, cpu_by_name))
+            for process in process_tree(self.pid):
+                rss[process.name] = rss.get(process.name, 0) + process.rss
+                self._last[process.pid] = process.name, process.cpu
+            cpu: dict[str, float] = {}
+            for name, seconds in self._last.values():
+                cpu[name] = cpu.get(name, 0.0) + seconds
+            self.samples.append(Sample(time.time(), rss, cpu))
             self._finished.wait(SAMPLE_EVERY_S)
 
     def stop(self) -> None:
@@ -578,10 +578,6 @@ class JobRun:
     @property
     def peak(self) -> Sample:
         return max(self.samples, key=lambda sample: sample.total_rss)
-
-    @property
-    def peak_pss_gib(self) -> float:
-        return max(sample.pss for sample in self.samples) / GIB
 
 
 def run_dedup(corpus: Path, root: Path, *options: str) -> JobRun:
@@ -984,7 +980,6 @@ def scale_run(count: int, pool: list[str], work: Path) -> dict[str, Any]:
         "cpu_s": round(run.cpu_s, 1),
         "others_cores": round(run.others_cores, 2),
         "peak_rss_gib": round(run.peak.total_rss / GIB, 3),
-        "peak_pss_gib": round(run.peak_pss_gib, 3),
         "peak_by_process_gib": {name: round(size / GIB, 2) for name, size in sorted(run.peak.rss.items())},
         "seconds": seconds,
         "job_total_s": stats["total_seconds"],
@@ -1002,14 +997,12 @@ def print_scale(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The table, the growth between consecutive sizes and the verdicts; returns the verdicts."""
     stages = "".join(f"{stage:>14}" for stage in (*STAGES, "other"))
     print("\nseconds per stage are the job's (stats/dedup.json); others = cores other work used meanwhile")
-    print(
-        f"{'n':>9}{'wall s':>9}{'docs/s':>8}{'CPU s':>8}{'others':>8}{'peak GiB':>10}{'PSS GiB':>9}{stages}"
-    )
+    print(f"{'n':>9}{'wall s':>9}{'docs/s':>8}{'CPU s':>8}{'others':>8}{'peak GiB':>10}{stages}")
     for run in runs:
         seconds = "".join(f"{run['seconds'][stage]:>14.1f}" for stage in (*STAGES, "other"))
         print(
             f"{run['documents']:>9,}{run['wall_s']:>9.1f}{run['docs_per_s']:>8.0f}{run['cpu_s']:>8.0f}"
-            f"{run['others_cores']:>8.2f}{run['peak_rss_gib']:>10.2f}{run['peak_pss_gib']:>9.2f}{seconds}"
+            f"{run['others_cores']:>8.2f}{run['peak_rss_gib']:>10.2f}{seconds}"
         )
     for run in runs:
         if run.get("profile"):

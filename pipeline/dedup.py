@@ -27,10 +27,10 @@ KEY_SCHEMA = pa.schema(
 PII_KINDS = ("email", "ip", "phone")
 
 
-def text_hash(text: str) -> int:
-    """Signed 64-bit view of blake2b(normalized text): equal for texts that differ only in case,
-    punctuation and spacing."""
-    digest = hashlib.blake2b(normalize_for_dedup(text).encode("utf-8"), digest_size=8).digest()
+def text_hash(normalized: str) -> int:
+    """Signed 64-bit view of blake2b of a `normalize_for_dedup` text: equal for texts that differ only in
+    case, punctuation and spacing."""
+    digest = hashlib.blake2b(normalized.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
 
 
@@ -49,8 +49,8 @@ def dedup_keys(
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        texts = [text or "" for text in batch.column("text").to_pylist()]
-        signatures = hasher.signatures(texts)
+        texts = [normalize_for_dedup(text or "") for text in batch.column("text").to_pylist()]
+        signatures = hasher.signatures(texts, normalized=True)
         if with_signature:
             signature_column = _list_column(signatures)
         else:

@@ -181,18 +181,19 @@ class MinHasher:
         self._b = constants[hashes : 2 * hashes]
         self._band_seeds = constants[2 * hashes :]
 
-    def shingles(self, text: str) -> np.ndarray:
+    def shingles(self, text: str, normalized: bool = False) -> np.ndarray:
         """The distinct shingle hashes of the normalized text, sorted (empty for empty text).
 
         Their set is the one MinHash samples, so exact Jaccard similarities can be computed from it.
+        `normalized=True`: the caller already applied `normalize_for_dedup` (done once per document).
         """
-        normalized = normalize_for_dedup(text)
+        normalized = text if normalized else normalize_for_dedup(text)
         if not normalized:
             return np.empty(0, dtype=np.uint64)
         tokens = _word_hashes(normalized) if self.config.shingle == "word" else _char_hashes(normalized)
         return np.unique(_window_hashes(tokens, self.config.ngram))
 
-    def signature(self, text: str) -> np.ndarray:
+    def signature(self, text: str, normalized: bool = False) -> np.ndarray:
         """`num_hashes` uint64 minima, one per permutation.
 
         A text with nothing left after normalization gets the all-ones signature (2^64 - 1 everywhere):
@@ -200,18 +201,18 @@ class MinHasher:
         documents share band keys with each other (they are exact duplicates) and with nothing else.
         """
         minima = np.full(self.config.num_hashes, _UINT64_MAX, dtype=np.uint64)
-        shingles = self.shingles(text)
+        shingles = self.shingles(text, normalized)
         for start in range(0, shingles.size, _SHINGLE_BLOCK):
             block = np.multiply.outer(self._a, shingles[start : start + _SHINGLE_BLOCK])
             block += self._b[:, None]
             np.minimum(minima, _fmix64(block).min(axis=1), out=minima)
         return minima
 
-    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+    def signatures(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
         """Signatures of many texts, shape (len(texts), num_hashes)."""
         signatures = np.empty((len(texts), self.config.num_hashes), dtype=np.uint64)
         for row, text in enumerate(texts):
-            signatures[row] = self.signature(text)
+            signatures[row] = self.signature(text, normalized)
         return signatures
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:

@@ -22,5 +22,17 @@ python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "setup: Python 3.10+ is required" >&2; exit 1; }
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -e '.[dev]'
+# torch goes in before the project, so pyproject's loose range installs nothing more: with an NVIDIA GPU
+# the CUDA build pip picks; without one the pinned 2.13.0 CPU build. TORCH_INDEX_URL points pip at
+# another wheel index (for example PyTorch's CPU-only one) when the default would be a CUDA build.
+if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+  index=()
+  [ -n "${TORCH_INDEX_URL:-}" ] && index=(--index-url "$TORCH_INDEX_URL")
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    "$venv/bin/python" -m pip install -q "${index[@]}" 'torch>=2.5'
+  else
+    "$venv/bin/python" -m pip install -q "${index[@]}" 'torch==2.13.0'
+  fi
+fi
+"$venv/bin/python" -m pip install -q -e '.[dev,train]'
 echo "setup: ready ($("$venv/bin/python" --version), $(java -version 2>&1 | head -1))"

@@ -8,12 +8,13 @@ from types import ModuleType
 
 
 def _jobs() -> dict[str, tuple[ModuleType, str]]:
-    from jobs import dedup, ingest, scrub
+    from jobs import dedup, ingest, scrub, tokenize
 
     return {
         "ingest": (ingest, "WARC/WET files -> FineWeb-filtered documents (Parquet)"),
         "dedup": (dedup, "documents -> exact + MinHash dedup -> PII scrubbing -> final documents"),
         "scrub": (scrub, "PII scrubbing alone, on any id,text Parquet"),
+        "tokenize": (tokenize, "final documents -> shuffled token shards (.bin, .idx, .parquet, manifest)"),
     }
 
 

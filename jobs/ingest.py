@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Any
 
+from jobs.runinfo import versions
 from pipeline.ingest import IngestJob, completed_stats, process_unit
 from pipeline.recipe import load_recipe
 from pipeline.sources import expand_inputs, unit_name
@@ -124,17 +123,6 @@ def format_table(summary: dict[str, Any], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def _versions() -> dict[str, str]:
-    names = ["tokenmill", "pyspark", "warcio", "trafilatura", "fasttext-predict", "pyarrow", "boto3"]
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     recipe = load_recipe(args.recipe, args.set)
@@ -179,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         "arguments": {key: value for key, value in vars(args).items() if key != "handler"},
         "recipe": json.loads(recipe.to_json()),
         "recipe_sha256": recipe.sha256,
-        "versions": _versions(),
+        "versions": versions(),
         "inputs": inputs,
         "counts": {key: summary[key] for key in ("units", "records", "html_responses", "kept")},
         "seconds": round(seconds, 3),

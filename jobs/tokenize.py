@@ -1,0 +1,351 @@
+"""Tokenize: final documents -> shuffled token shards for trainers (DESIGN.md §5).
+
+    tokenmill tokenize -o ROOT --encoding NAME|PATH [--input DATASET] [--shard-tokens N]
+                       [--val-tokens N] [--seed S] [--master URL]
+    spark-submit jobs/tokenize.py -o ROOT --encoding gpt2 ...
+
+Input: ROOT/final from `tokenmill dedup`, or any Parquet with `id` and `text` (--input). Output:
+ROOT/tokens/<tokenizer>/ with val_000000.* (shard 0, validation) and train_000001.*, ... each as
+`.bin` (llm.c format: uint16, or uint32 with its own magic when the vocabulary needs it), `.idx`
+(uint64 document starts) and `.parquet` (id, tokens, offset, piece), and manifest.json, written last.
+
+1. encode: per Arrow batch, EOT + encode_ordinary(text), packed in the shard dtype.
+2. shuffle: documents sorted by xxhash64(seed, id), so the order depends on the seed and the ids only,
+   never on the partitioning: the same seed gives byte-identical shards.
+3. layout: per-partition token totals give each document its start in the stream (tokenizer.layout).
+4. write: one task per shard writes and commits its three files; the driver writes the manifest.
+A rerun with the same inputs and settings is skipped; after a crash a rerun rewrites the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.runinfo import latest_recipe, versions
+from pipeline.storage import (
+    S3Options,
+    delete,
+    exists,
+    join,
+    list_files,
+    read_bytes,
+    remove_stale_temps,
+    write_atomic,
+)
+from tokenizer.encode import TOKENS_SCHEMA, encode_batches
+from tokenizer.encodings import EncodingSpec, encoding_for, load_spec
+from tokenizer.layout import PIECE_SCHEMA, Layout, pieces, running_starts
+from tokenizer.shards import ShardFormat, dtype_name, format_for_vocab
+from tokenizer.writer import ShardWriter
+
+DEFAULT_SHARD_TOKENS = 100_000_000
+DEFAULT_VAL_TOKENS = 10_000_000
+DEFAULT_VAL_FRACTION = 0.1
+FORMAT = "tokenmill-tokens/1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="ROOT", help="run root (local path or s3://)"
+    )
+    parser.add_argument(
+        "--encoding",
+        required=True,
+        metavar="NAME|PATH",
+        help="gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, or a tokenizer directory from "
+        "`tokenmill train-tokenizer`",
+    )
+    parser.add_argument(
+        "--input", default=None, metavar="DATASET", help="Parquet with id and text (default ROOT/final)"
+    )
+    parser.add_argument(
+        "--shard-tokens",
+        type=int,
+        default=DEFAULT_SHARD_TOKENS,
+        metavar="N",
+        help=f"tokens per training shard (default {DEFAULT_SHARD_TOKENS:,})",
+    )
+    parser.add_argument(
+        "--val-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"at least this many tokens of whole documents go to shard 0 (default: {DEFAULT_VAL_TOKENS:,} "
+        f"or {DEFAULT_VAL_FRACTION:.0%} of the corpus, whichever is smaller)",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="shuffle seed (default 0)")
+    parser.add_argument(
+        "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
+    )
+    parser.add_argument(
+        "--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint (also AWS_ENDPOINT_URL)"
+    )
+
+
+# ---- 1-2. encode and shuffle ----------------------------------------------------------------------------
+
+
+def encode(docs: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed: int) -> DataFrame:
+    """(id, order, n, tokens) for every document with text, sorted by (order, id) within range partitions."""
+    keyed = docs.select("id", F.xxhash64(F.lit(seed), F.col("id")).alias("order"), "text")
+
+    def compute(batches):
+        yield from encode_batches(batches, spec, shard_format.dtype)
+
+    encoded = keyed.mapInArrow(compute, _ddl(TOKENS_SCHEMA))
+    partitions = max(docs.sparkSession.sparkContext.defaultParallelism, docs.rdd.getNumPartitions())
+    return encoded.repartitionByRange(partitions, "order", "id").sortWithinPartitions("order", "id")
+
+
+# ---- 3. layout ----------------------------------------------------------------------------------------
+
+
+def with_starts(ordered: DataFrame, bases: dict[int, int]) -> DataFrame:
+    """Add each document's `start` in the whole stream (`bases`: first position of each partition)."""
+    schema = _ddl(pa.schema([*TOKENS_SCHEMA, ("start", pa.int64())]))
+    columns = [name for name in ordered.columns if name != "part"]
+
+    def compute(batches):
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
+            return
+        base = bases[first.column("part")[0].as_py()]
+
+        def chained():
+            yield first
+            yield from batches
+
+        for batch in running_starts(chained(), base):
+            yield batch.select([*columns, "start"])
+
+    return ordered.withColumn("part", F.spark_partition_id()).mapInArrow(compute, schema)
+
+
+def layout_pieces(docs: DataFrame, layout: Layout, itemsize: int) -> DataFrame:
+    def compute(batches):
+        for batch in batches:
+            yield pieces(batch, layout, itemsize)
+
+    return docs.mapInArrow(compute, _ddl(PIECE_SCHEMA))
+
+
+# ---- 4. write -----------------------------------------------------------------------------------------
+
+SHARD_ENTRY_DDL = "entry string"
+
+
+def write_shards(
+    piece_frame: DataFrame, num_shards: int, directory: str, shard_format: ShardFormat, s3: S3Options
+) -> list[dict[str, Any]]:
+    """One task per shard (range partitioning on the shard number never splits a shard)."""
+
+    def compute(batches):
+        writer: ShardWriter | None = None
+        for batch in batches:
+            shards = batch.column("shard").to_numpy()
+            for shard in np.unique(shards):  # sorted: the partition is ordered by (shard, offset)
+                if writer is not None and writer.index != shard:
+                    yield _entry_batch(writer.commit())
+                    writer = None
+                if writer is None:
+                    writer = ShardWriter(directory, int(shard), shard_format, s3)
+                writer.add(batch.filter(pa.array(shards == shard)))
+        if writer is not None:
+            yield _entry_batch(writer.commit())
+
+    ordered = piece_frame.repartitionByRange(num_shards, "shard").sortWithinPartitions("shard", "offset")
+    entries = [json.loads(row["entry"]) for row in ordered.mapInArrow(compute, SHARD_ENTRY_DDL).collect()]
+    return sorted(entries, key=lambda entry: entry["index"])
+
+
+def _entry_batch(entry: dict[str, Any]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict({"entry": [json.dumps(entry)]})
+
+
+def _ddl(schema: pa.Schema) -> str:
+    names = {pa.string(): "string", pa.int64(): "long", pa.int32(): "int", pa.binary(): "binary"}
+    return ", ".join(f"`{field.name}` {names[field.type]}" for field in schema)
+
+
+# ---- the job ------------------------------------------------------------------------------------------
+
+
+def _fingerprint(docs: DataFrame, spec: EncodingSpec, args: argparse.Namespace) -> str:
+    material = {
+        "files": sorted(docs.inputFiles()),
+        "tokenizer": spec.rank_file_sha256,
+        "pattern": spec.pattern,
+        "special_tokens": spec.special_tokens,
+        **{key: getattr(args, key) for key in ("shard_tokens", "val_tokens", "seed")},
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.spark import build_session
+
+    started = time.perf_counter()
+    if args.shard_tokens < 1 or args.shard_tokens >= 1 << 31:
+        raise SystemExit("tokenize: --shard-tokens must be between 1 and 2**31 - 1")
+    if args.val_tokens is not None and args.val_tokens < 0:
+        raise SystemExit("tokenize: --val-tokens cannot be negative")
+    s3 = S3Options(endpoint_url=args.s3_endpoint)
+    try:
+        spec = load_spec(args.encoding, s3)
+        eot = spec.eot_id
+    except ValueError as exc:
+        raise SystemExit(f"tokenize: {exc}") from None
+    vocab_size = encoding_for(spec).n_vocab
+    shard_format = format_for_vocab(vocab_size)
+    root = args.output
+    source = args.input or join(root, "final")
+    directory = join(root, "tokens", spec.name)
+    manifest_uri = join(directory, "manifest.json")
+
+    spark = build_session(args.master, app_name="tokenmill-tokenize")
+    docs = spark.read.parquet(source)
+    if missing := {"id", "text"} - set(docs.columns):
+        raise SystemExit(f"tokenize: {source} lacks the columns {sorted(missing)}")
+    fingerprint = _fingerprint(docs, spec, args)
+    if (
+        exists(manifest_uri, s3)
+        and json.loads(read_bytes(manifest_uri, s3)).get("fingerprint") == fingerprint
+    ):
+        print(f"tokenize: {directory} is already complete for these inputs and settings; nothing to do")
+        return 0
+
+    delete(manifest_uri, s3)  # from here until the new one is written, the directory is not complete
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    counts = docs.agg(
+        F.count("*").alias("rows"),
+        F.countDistinct("id").alias("ids"),
+        F.sum(F.when(F.col("text").isNull() | (F.col("text") == ""), 1).otherwise(0)).alias("empty"),
+    ).first()
+    if counts["rows"] != counts["ids"]:
+        raise SystemExit(
+            f"tokenize: {source} has {counts['rows'] - counts['ids']} rows whose id is not unique"
+        )
+    kept = docs.where(F.col("text").isNotNull() & (F.col("text") != ""))
+    ordered = encode(kept, spec, shard_format, args.seed).localCheckpoint()
+    totals = ordered.groupBy(F.spark_partition_id().alias("part")).agg(F.sum("n").alias("tokens")).collect()
+    seconds["encode_and_shuffle"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    per_part = dict(sorted((row["part"], int(row["tokens"])) for row in totals))
+    bases, position = {}, 0
+    for part in range(ordered.rdd.getNumPartitions()):
+        bases[part] = position
+        position += per_part.get(part, 0)
+    total_tokens = position
+    asked = args.val_tokens
+    if asked is None:
+        asked = min(DEFAULT_VAL_TOKENS, int(total_tokens * DEFAULT_VAL_FRACTION))
+    placed = with_starts(ordered, bases)
+    val_end = placed.where(F.col("start") < asked).agg(F.max(F.col("start") + F.col("n"))).first()[0] or 0
+    layout = Layout(
+        val_tokens=int(val_end), train_tokens=total_tokens - int(val_end), shard_tokens=args.shard_tokens
+    )
+    seconds["layout"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    num_shards = 1 + layout.train_shards
+    remove_stale_temps(directory, "")
+    frame = layout_pieces(placed, layout, shard_format.dtype.itemsize)
+    entries = write_shards(frame, num_shards, directory, shard_format, s3)
+    if not entries or entries[0]["index"] != 0:  # no validation document: shard 0 is written empty
+        entries.insert(0, _empty_validation(directory, shard_format, s3))
+    seconds["write"] = time.perf_counter() - clock
+
+    sizes = [entry["tokens"] for entry in entries]
+    if sizes != layout.shard_sizes() or [entry["index"] for entry in entries] != list(range(num_shards)):
+        raise SystemExit(f"tokenize: wrote shards of {sizes} tokens, expected {layout.shard_sizes()}")
+    documents = int(counts["rows"]) - int(counts["empty"])
+    val_documents = entries[0]["documents"]
+    manifest = {
+        "format": FORMAT,
+        "tokenizer": spec.describe(),
+        "vocab_size": vocab_size,
+        "dtype": dtype_name(shard_format),
+        "magic": shard_format.magic,
+        "version": shard_format.version,
+        "eot_id": eot,
+        "counts": {
+            "documents_in": int(counts["rows"]),
+            "documents": documents,
+            "skipped": {"empty_text": int(counts["empty"])},
+            "tokens": total_tokens,
+            "val_documents": val_documents,
+            "val_tokens": layout.val_tokens,
+            "train_documents": documents - val_documents,
+            "train_tokens": layout.train_tokens,
+        },
+        "shards": entries,
+        "settings": {
+            "seed": args.seed,
+            "shard_tokens": args.shard_tokens,
+            "val_tokens": asked,
+            "input": source,
+        },
+        "recipe": latest_recipe(root, s3),
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint,
+    }
+    _remove_other_shards(
+        directory, {entry[kind] for entry in entries for kind in ("bin", "idx", "parquet")}, s3
+    )
+    write_atomic(manifest_uri, json.dumps(manifest, indent=1).encode(), s3)
+    manifest["seconds"] = {stage: round(value, 3) for stage, value in seconds.items()}
+    manifest["seconds"]["total"] = round(time.perf_counter() - started, 3)
+    stats = {key: manifest[key] for key in ("counts", "seconds", "dtype", "vocab_size")}
+    write_atomic(join(root, "stats", "tokenize.json"), json.dumps(stats, indent=1).encode(), s3)
+    print(format_table(manifest, directory))
+    return 0
+
+
+def _empty_validation(directory: str, shard_format: ShardFormat, s3: S3Options) -> dict[str, Any]:
+    return ShardWriter(directory, 0, shard_format, s3).commit()
+
+
+def _remove_other_shards(directory: str, keep: set[str], s3: S3Options) -> None:
+    """Shards an earlier run with other settings left behind would be mistaken for this run's."""
+    for uri in list_files(directory, s3):
+        name = uri.rsplit("/", 1)[-1]
+        if name.startswith(("val_", "train_")) and name not in keep:
+            delete(uri, s3)
+
+
+def format_table(manifest: dict[str, Any], directory: str) -> str:
+    counts = manifest["counts"]
+    rows = [
+        ("documents in", counts["documents_in"]),
+        ("skipped (empty text)", counts["skipped"]["empty_text"]),
+        ("tokens", counts["tokens"]),
+        ("validation tokens (shard 0)", counts["val_tokens"]),
+        ("training tokens", counts["train_tokens"]),
+        ("training shards", len(manifest["shards"]) - 1),
+    ]
+    lines = [f"{label:<32}{value:>14,}" for label, value in rows]
+    tokenizer = manifest["tokenizer"]["name"]
+    lines.append(f"{'tokenizer':<32}{tokenizer:>14} ({manifest['dtype']}, EOT {manifest['eot_id']})")
+    lines.append(f"output: {directory}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # spark-submit jobs/tokenize.py ...: the same parser as `tokenmill tokenize`
+    from jobs.cli import main
+
+    sys.exit(main(["tokenize", *sys.argv[1:]]))

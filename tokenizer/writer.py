@@ -1,0 +1,116 @@
+"""Writing one shard's three files from its pieces: `.bin` (llm.c format), `.idx`, `.parquet`.
+
+The pieces arrive in offset order. Each file is built in a local temporary file and committed with the
+project's atomic write (rename locally, finished upload on S3), so a killed task leaves no partial
+shard under a final name; the manifest, written by the driver after every shard, is the run's commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.storage import S3Options, join, upload_file_atomic
+from tokenizer.shards import ShardFormat, encode_header
+
+
+def shard_name(index: int) -> str:
+    """Shard 0 is validation, as in llm.c's and modded-nanogpt's data directories."""
+    return f"{'val' if index == 0 else 'train'}_{index:06d}"
+
+
+def parquet_schema(shard_format: ShardFormat) -> pa.Schema:
+    value = pa.uint16() if shard_format.dtype.itemsize == 2 else pa.uint32()
+    return pa.schema(
+        [("id", pa.string()), ("tokens", pa.list_(value)), ("offset", pa.int64()), ("piece", pa.int32())]
+    )
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ShardWriter:
+    def __init__(self, directory: str, index: int, shard_format: ShardFormat, s3: S3Options):
+        self.directory, self.index, self.format, self.s3 = directory, index, shard_format, s3
+        self.name = shard_name(index)
+        self.tokens = 0
+        self.starts: list[int] = []
+        self._temp = tempfile.mkdtemp(prefix="tokenmill-shard-")
+        self._bin = open(os.path.join(self._temp, "bin"), "wb")  # noqa: SIM115 (closed on commit or abort)
+        self._bin.write(encode_header(shard_format, 0))  # the count is filled in on commit
+        self._parquet = pq.ParquetWriter(
+            os.path.join(self._temp, "parquet"), parquet_schema(shard_format), compression="zstd"
+        )
+
+    def add(self, pieces: pa.RecordBatch) -> None:
+        """Append pieces (columns offset, piece, id, tokens) that continue this shard exactly."""
+        offsets = pieces.column("offset").to_numpy()
+        chunks = pieces.column("tokens").to_pylist()
+        lengths = np.array([len(chunk) // self.format.dtype.itemsize for chunk in chunks], dtype=np.int64)
+        expected = self.tokens + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        if not np.array_equal(offsets, expected):
+            raise RuntimeError(f"{self.name}: pieces are not contiguous (a layout bug, not bad input)")
+        payload = b"".join(chunks)
+        self._bin.write(payload)
+        is_start = pieces.column("piece").to_numpy() == 0
+        self.starts.extend(offsets[is_start].tolist())
+        values = pa.array(np.frombuffer(payload, dtype=self.format.dtype))
+        list_offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        self._parquet.write_table(
+            pa.Table.from_arrays(
+                [
+                    pieces.column("id"),
+                    pa.ListArray.from_arrays(list_offsets, values),
+                    pieces.column("offset"),
+                    pieces.column("piece"),
+                ],
+                schema=self._parquet.schema,
+            )
+        )
+        self.tokens += int(lengths.sum())
+
+    def commit(self) -> dict[str, object]:
+        """Finish and publish the three files; returns the shard's manifest entry."""
+        self._bin.seek(0)
+        self._bin.write(encode_header(self.format, self.tokens))
+        self._bin.close()
+        self._parquet.close()
+        index_file = os.path.join(self._temp, "idx")
+        np.asarray(self.starts, dtype="<u8").tofile(index_file)
+        files = {"bin": "bin", "idx": "idx", "parquet": "parquet"}
+        entry: dict[str, object] = {
+            "split": "val" if self.index == 0 else "train",
+            "index": self.index,
+            **{kind: f"{self.name}.{suffix}" for kind, suffix in files.items()},
+            "tokens": self.tokens,
+            "documents": len(self.starts),
+            "sha256": {kind: _sha256_file(os.path.join(self._temp, kind)) for kind in files},
+        }
+        try:
+            for kind, suffix in files.items():
+                upload_file_atomic(
+                    os.path.join(self._temp, kind), join(self.directory, f"{self.name}.{suffix}"), self.s3
+                )
+        finally:
+            self.abort()
+        return entry
+
+    def abort(self) -> None:
+        if not self._bin.closed:
+            self._bin.close()
+        if self._parquet.is_open:
+            self._parquet.close()
+        for name in ("bin", "idx", "parquet"):
+            Path(self._temp, name).unlink(missing_ok=True)
+        Path(self._temp).rmdir()

@@ -8,13 +8,19 @@ from types import ModuleType
 
 
 def _jobs() -> dict[str, tuple[ModuleType, str]]:
-    from jobs import dedup, ingest, scrub, tokenize
+    from jobs import dedup, ingest, sample, scrub, tokenize, train, train_tokenizer
 
     return {
         "ingest": (ingest, "WARC/WET files -> FineWeb-filtered documents (Parquet)"),
         "dedup": (dedup, "documents -> exact + MinHash dedup -> PII scrubbing -> final documents"),
         "scrub": (scrub, "PII scrubbing alone, on any id,text Parquet"),
+        "train-tokenizer": (
+            train_tokenizer,
+            "byte-level BPE on the corpus: counted in Spark, merged on the driver",
+        ),
         "tokenize": (tokenize, "final documents -> shuffled token shards (.bin, .idx, .parquet, manifest)"),
+        "train": (train, "token shards -> a GPT (one GPU or many under torchrun), checkpoints, metrics"),
+        "sample": (sample, "text from a trained checkpoint: greedy, temperature, top-k, top-p"),
     }
 
 

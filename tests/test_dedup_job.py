@@ -226,6 +226,11 @@ def test_dedup_runs_on_ingest_output(spark, tmp_path):
     ingested = pq.read_table(root / "documents").num_rows
     assert stats["docs_in"] == ingested and stats["balanced"]
     final = pq.read_table(root / "final")
+    # the next stage runs on ROOT/final as it is: every survivor becomes one tokenized document
+    assert cli.main(["tokenize", "-o", str(root), "--encoding", "gpt2"]) == 0
+    manifest = json.loads((root / "tokens" / "gpt2" / "manifest.json").read_text())
+    assert manifest["counts"]["documents"] == final.num_rows == stats["survivors"]
+    assert manifest["recipe"]["sha256"] and manifest["recipe"]["recipe"]["language"]
     assert final.column_names[:8] == [
         "text",
         "id",

@@ -18,9 +18,10 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+import pyarrow as pa
 import regex
 import tiktoken
 
@@ -46,6 +47,23 @@ def count_chunks(texts: Iterable[str], pattern: str = GPT4_PATTERN) -> Counter[b
     for text in texts:
         counts.update(split(text))
     return Counter({chunk.encode("utf-8"): count for chunk, count in counts.items()})
+
+
+def count_chunk_batches(
+    batches: Iterable[pa.RecordBatch], pattern: str = GPT4_PATTERN, rows_per_batch: int = 65536
+) -> Iterator[pa.RecordBatch]:
+    """Spark's half of training: (text) batches -> (chunk, count) batches, one row per distinct chunk of
+    everything this iterator saw, so that far fewer rows than chunks cross the shuffle."""
+    counts = count_chunks(
+        (text for batch in batches for text in batch.column("text").to_pylist() if text), pattern
+    )
+    items = list(counts.items())
+    for begin in range(0, len(items), rows_per_batch):
+        part = items[begin : begin + rows_per_batch]
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([chunk for chunk, _ in part], pa.binary()), pa.array([n for _, n in part], pa.int64())],
+            names=["chunk", "count"],
+        )
 
 
 def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int) -> list[tuple[int, int]]:

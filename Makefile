@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml infra/setup.sh
 run: setup
 	$(BIN)/tokenmill ingest $(SAMPLES) -o $(OUT) --dump sample
 	$(BIN)/tokenmill dedup -o $(OUT)
+	$(BIN)/tokenmill tokenize -o $(OUT) --encoding gpt2
 
 test: setup
 	$(BIN)/python -m pytest -q tests
@@ -29,6 +30,7 @@ bench: setup
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/dedup.py
+	$(BIN)/python bench/tokenize.py
 
 clean:
 	rm -rf $(OUT) $(VENV)

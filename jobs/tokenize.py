@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     manifest_uri = join(directory, "manifest.json")
 
     spark = build_session(args.master, app_name="tokenmill-tokenize")
+    session_seconds = time.perf_counter() - started
     docs = spark.read.parquet(source)
     if missing := {"id", "text"} - set(docs.columns):
         raise SystemExit(f"tokenize: {source} lacks the columns {sorted(missing)}")
@@ -308,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
         directory, {entry[kind] for entry in entries for kind in ("bin", "idx", "parquet")}, s3
     )
     write_atomic(manifest_uri, json.dumps(manifest, indent=1).encode(), s3)
-    manifest["seconds"] = {stage: round(value, 3) for stage, value in seconds.items()}
+    manifest["seconds"] = {"session": round(session_seconds, 3)}
+    manifest["seconds"].update({stage: round(value, 3) for stage, value in seconds.items()})
     manifest["seconds"]["total"] = round(time.perf_counter() - started, 3)
     stats = {key: manifest[key] for key in ("counts", "seconds", "dtype", "vocab_size")}
     write_atomic(join(root, "stats", "tokenize.json"), json.dumps(stats, indent=1).encode(), s3)

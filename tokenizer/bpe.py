@@ -124,30 +124,35 @@ def _merge_in_place(
     merge change, so only those are touched. Returns the new pairs (each holds new_id); [] when the
     chunk no longer holds the pair (an earlier merge took it)."""
     word = words[index]
+    candidates = word.count(left)  # list.count and list.index scan in C; most symbols are not `left`
+    if not candidates:
+        return []
     n = len(word)
     out: list[int] = []
     created: list[int] = []
-    i = 0
-    while i < n:
-        if word[i] == left and i + 1 < n and word[i + 1] == right:
-            if i:  # the boundary before: (word[i-1], left) becomes (out[-1], new_id)
-                pair_counts[word[i - 1] << _PAIR_SHIFT | left] -= weight
-                key = out[-1] << _PAIR_SHIFT | new_id
-                pair_counts[key] += weight
-                created.append(key)
-            after = i + 2
-            # the boundary after, unless another merge starts there (it counts it as its "before")
-            if after < n and not (word[after] == left and after + 1 < n and word[after + 1] == right):
-                pair_counts[right << _PAIR_SHIFT | word[after]] -= weight
-                key = new_id << _PAIR_SHIFT | word[after]
-                pair_counts[key] += weight
-                created.append(key)
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    if len(out) != n:
+    start = 0  # word[start:] is not yet copied to out
+    i = -1
+    for _ in range(candidates):
+        i = word.index(left, i + 1)
+        if i < start or i + 1 == n or word[i + 1] != right:  # taken by the previous merge, or no pair
+            continue
+        out += word[start:i]
+        if i:  # the boundary before: (word[i-1], left) becomes (out[-1], new_id)
+            pair_counts[word[i - 1] << _PAIR_SHIFT | left] -= weight
+            key = out[-1] << _PAIR_SHIFT | new_id
+            pair_counts[key] += weight
+            created.append(key)
+        after = i + 2
+        # the boundary after, unless another merge starts there (it counts it as its "before")
+        if after < n and not (word[after] == left and after + 1 < n and word[after + 1] == right):
+            pair_counts[right << _PAIR_SHIFT | word[after]] -= weight
+            key = new_id << _PAIR_SHIFT | word[after]
+            pair_counts[key] += weight
+            created.append(key)
+        out.append(new_id)
+        start = after
+    if start:
+        out += word[start:]
         words[index] = out
     return created
 

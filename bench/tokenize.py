@@ -1,0 +1,267 @@
+"""Benchmark: tokenmill's tokenize job against raw tiktoken, and BPE training against rustbpe and
+HF tokenizers, in one run.
+
+    python bench/tokenize.py [all|encode|train] [--src DIR] [--work DIR] [--copies K] [--vocab-size N]
+
+Corpus (~20 MB of real text): bench/dedup.py's documents (trafilatura-extracted pages of SRC/extraction,
+wikitext-2 sections, dolma's Common Crawl documents, a wiki reference), tiny shakespeare's speeches,
+minbpe's Taylor Swift article and the 147 Common Crawl llms.txt files of SRC/text.
+
+1. encode: the corpus repeated K times (default 8, ~160 MB; each copy its own ids) as 8 Parquet
+   files. Anchor: tiktoken `encode_ordinary` (gpt2) over every text in this process, one core.
+   Measured: `tokenmill tokenize --encoding gpt2 --master local[2]` as a subprocess, end to end
+   (JVM start, encode, global shuffle, layout, writing .bin/.idx/.parquet, manifest) and the job's own
+   seconds after its Spark session is up. MB/s per core = text MB / seconds / cores. Target >= 0.8x.
+2. train: byte-level BPE at vocab N (default 32,768) on the corpus, one machine, GPT-4 split pattern:
+   tokenmill's `train_bpe` (one process), rustbpe (Rust, all cores), HF tokenizers' BpeTrainer (Rust,
+   all cores); then `tokenmill train-tokenizer --master local[2]` (counting in Spark) with its
+   per-core counting speed. tokenmill's merges are checked equal to rustbpe's. Target: within 2x of HF.
+
+Results: a table on stdout and WORK/tokenize_results.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's `tokenize`, which Python's own modules import: keep
+# this folder last on the path so theirs is found first, and bench/dedup.py is still importable.
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH] + [str(BENCH)]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from dedup import DEFAULT_SRC, DEFAULT_WORK, load_corpus, progress  # noqa: E402
+
+from tokenizer import bpe, load_encoding  # noqa: E402
+
+REPO_ROOT = BENCH.parent
+TOKENMILL = Path(sys.executable).parent / "tokenmill"
+ENCODE_TARGET, TRAIN_TARGET = 0.8, 2.0
+MB = 1e6
+
+
+def corpus_texts(src: Path, work: Path) -> list[str]:
+    texts = [doc.text for doc in load_corpus(src, work)]
+    shakespeare = (src / "text" / "tinyshakespeare_input.txt").read_text(encoding="utf-8")
+    texts += [speech for speech in shakespeare.split("\n\n") if speech.strip()]
+    texts.append((src / "text" / "minbpe_taylorswift.txt").read_text(encoding="utf-8"))
+    llms = pq.read_table(src / "text" / "commoncrawl-llms-txt-experiments_train-00000-of-00001.parquet")
+    texts += [text for text in llms.column("content").to_pylist() if text]
+    return texts
+
+
+def megabytes(texts: list[str]) -> float:
+    return sum(len(text.encode("utf-8")) for text in texts) / MB
+
+
+def run_cli(*args: str) -> float:
+    started = time.perf_counter()
+    env = {**os.environ, "TOKENMILL_SPARK_LOG_LEVEL": "ERROR"}
+    subprocess.run([str(TOKENMILL), *args], check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+# ---- 1. encode ------------------------------------------------------------------------------------------
+
+
+def bench_encode(texts: list[str], work: Path, copies: int) -> dict[str, Any]:
+    corpus = work / f"encode-x{copies}"
+    rows = [(f"c{copy}-{index}", text) for copy in range(copies) for index, text in enumerate(texts)]
+    if not corpus.is_dir():
+        corpus.mkdir(parents=True)
+        for part in range(8):
+            chunk = rows[part::8]
+            table = pa.table({"id": [row[0] for row in chunk], "text": [row[1] for row in chunk]})
+            pq.write_table(table, corpus / f"part-{part}.parquet")
+    size = megabytes(texts) * copies
+    progress(f"encode: {len(rows):,} documents, {size:,.0f} MB")
+
+    encoding = load_encoding("gpt2")
+    started, cpu = time.perf_counter(), time.process_time()
+    tokens = sum(len(encoding.encode_ordinary(text)) + 1 for _, text in rows)
+    anchor_s, anchor_cpu = time.perf_counter() - started, time.process_time() - cpu
+    progress(f"tiktoken encode_ordinary: {anchor_s:.1f} s, {tokens:,} tokens with EOTs")
+
+    root = work / f"encode-out-x{copies}"
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+    wall = run_cli(
+        "tokenize", "-o", str(root), "--encoding", "gpt2", "--input", str(corpus), "--master", "local[2]"
+    )
+    manifest = json.loads((root / "tokens" / "gpt2" / "manifest.json").read_text())
+    job = json.loads((root / "stats" / "tokenize.json").read_text())["seconds"]
+    assert manifest["counts"]["tokens"] == tokens, "the job's token count differs from tiktoken's"
+    anchor_rate = size / anchor_cpu
+    wall_rate = size / wall / 2
+    job_seconds = job["total"] - job["session"]
+    job_rate = size / job_seconds / 2
+    return {
+        "documents": len(rows),
+        "megabytes": round(size, 1),
+        "tokens": tokens,
+        "tiktoken_seconds": round(anchor_s, 2),
+        "tiktoken_cpu_seconds": round(anchor_cpu, 2),
+        "tiktoken_mb_per_s_core": round(anchor_rate, 2),
+        "tokenmill_wall_seconds": round(wall, 2),
+        "tokenmill_job_seconds": round(job_seconds, 2),
+        "tokenmill_stage_seconds": job,
+        "tokenmill_mb_per_s_core_end_to_end": round(wall_rate, 2),
+        "tokenmill_mb_per_s_core_job": round(job_rate, 2),
+        "ratio_end_to_end": round(wall_rate / anchor_rate, 3),
+        "ratio_job": round(job_rate / anchor_rate, 3),
+        "target": ENCODE_TARGET,
+    }
+
+
+# ---- 2. train -------------------------------------------------------------------------------------------
+
+
+def train_hf(texts: list[str], vocab_size: int) -> float:
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(bpe.GPT4_PATTERN), "isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[bpe.ENDOFTEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    started = time.perf_counter()
+    tokenizer.train_from_iterator(texts, trainer)
+    return time.perf_counter() - started
+
+
+def bench_train(texts: list[str], work: Path, vocab_size: int) -> dict[str, Any]:
+    import rustbpe
+
+    size = megabytes(texts)
+    progress(f"train: {len(texts):,} texts, {size:.1f} MB, vocab {vocab_size:,}")
+    started = time.perf_counter()
+    counts = bpe.count_chunks(texts)
+    count_seconds = time.perf_counter() - started
+    merges = bpe.train_merges(counts, bpe.num_merges_for(vocab_size))
+    ours = time.perf_counter() - started
+    progress(
+        f"tokenmill train_bpe: {ours:.1f} s (count {count_seconds:.1f} s, merge {ours - count_seconds:.1f} s)"
+    )
+
+    reference = rustbpe.Tokenizer()
+    started = time.perf_counter()
+    reference.train_from_iterator(iter(texts), vocab_size - 1, pattern=bpe.GPT4_PATTERN)
+    rust = time.perf_counter() - started
+    reference_ranks = dict(reference.get_mergeable_ranks())
+    same = bpe.merges_to_ranks(merges) == reference_ranks
+    progress(f"rustbpe: {rust:.1f} s; merges identical: {same}")
+    hf = train_hf(texts, vocab_size)
+    progress(f"HF tokenizers: {hf:.1f} s")
+
+    corpus = work / "train-corpus"
+    if not corpus.is_dir():
+        corpus.mkdir(parents=True)
+        for part in range(4):
+            pq.write_table(pa.table({"text": texts[part::4]}), corpus / f"part-{part}.parquet")
+    root = work / "train-out"
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+    args = ("-o", str(root), "--vocab-size", str(vocab_size), "--input", str(corpus), "--master", "local[2]")
+    spark_wall = run_cli("train-tokenizer", *args)
+    directory = root / "tokenizer" / f"bpe-{vocab_size}"
+    spark_seconds = json.loads((directory / "tokenizer.json").read_text())["training"]["seconds"]
+    spark_same = load_encoding(str(directory))._mergeable_ranks == reference_ranks
+    progress(f"tokenmill train-tokenizer local[2]: {spark_wall:.1f} s; merges identical: {spark_same}")
+    return {
+        "megabytes": round(size, 1),
+        "vocab_size": vocab_size,
+        "distinct_chunks": len(counts),
+        "tokenmill_seconds": round(ours, 2),
+        "tokenmill_count_seconds": round(count_seconds, 2),
+        "tokenmill_merge_seconds": round(ours - count_seconds, 2),
+        "rustbpe_seconds": round(rust, 2),
+        "hf_tokenizers_seconds": round(hf, 2),
+        "ratio_vs_hf": round(ours / hf, 2),
+        "ratio_vs_rustbpe": round(ours / rust, 2),
+        "merges_equal_rustbpe": same,
+        "spark_wall_seconds": round(spark_wall, 2),
+        "spark_seconds": spark_seconds,
+        "spark_count_mb_per_s_core": round(size / spark_seconds["count"] / 2, 2),
+        "spark_merges_equal_rustbpe": spark_same,
+        "target_vs_hf": TRAIN_TARGET,
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    if "encode" in results:
+        r = results["encode"]
+        print(f"\nencode: {r['documents']:,} documents, {r['megabytes']:,} MB, {r['tokens']:,} gpt2 tokens")
+        rows = [
+            ("tiktoken encode_ordinary, 1 core", r["tiktoken_mb_per_s_core"], ""),
+            (
+                "tokenmill tokenize local[2], end to end",
+                r["tokenmill_mb_per_s_core_end_to_end"],
+                f"{r['tokenmill_wall_seconds']:.1f} s wall incl. JVM and session start",
+            ),
+            (
+                "tokenmill tokenize local[2], session up",
+                r["tokenmill_mb_per_s_core_job"],
+                f"{r['tokenmill_job_seconds']:.1f} s; target {r['target']}x",
+            ),
+        ]
+        anchor = r["tiktoken_mb_per_s_core"]
+        for label, rate, note in rows:
+            print(f"  {label:<44}{rate:>7.2f} MB/s/core  {rate / anchor:.2f}x  {note}")
+    if "train" in results:
+        r = results["train"]
+        chunks = r["distinct_chunks"]
+        print(f"\ntrain: {r['megabytes']} MB, vocab {r['vocab_size']:,}, {chunks:,} distinct chunks")
+        rows = [
+            ("HF tokenizers BpeTrainer (all cores)", r["hf_tokenizers_seconds"]),
+            ("rustbpe (all cores)", r["rustbpe_seconds"]),
+            ("tokenmill train_bpe (1 process)", r["tokenmill_seconds"]),
+            ("tokenmill train-tokenizer local[2], wall", r["spark_wall_seconds"]),
+        ]
+        for label, seconds in rows:
+            print(f"  {label:<44}{seconds:>7.1f} s  {seconds / r['hf_tokenizers_seconds']:.2f}x HF's time")
+        print(f"  tokenmill: count {r['tokenmill_count_seconds']} s + merge {r['tokenmill_merge_seconds']} s")
+        print(f"  Spark counting: {r['spark_count_mb_per_s_core']} MB/s per core; {r['spark_seconds']}")
+        print(f"  target: within {r['target_vs_hf']}x of HF tokenizers")
+        same, spark_same = r["merges_equal_rustbpe"], r["spark_merges_equal_rustbpe"]
+        print(f"  merges equal rustbpe's: in-process {same}, Spark {spark_same}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "encode", "train"])
+    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help=f"shared data (default {DEFAULT_SRC})")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--copies", type=int, default=8, help="corpus copies for the encode part")
+    parser.add_argument("--vocab-size", type=int, default=32_768)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    texts = corpus_texts(args.src, args.work)
+    out = args.work / "tokenize_results.json"
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    if args.part in ("all", "encode"):
+        results["encode"] = bench_encode(texts, args.work, args.copies)
+    if args.part in ("all", "train"):
+        results["train"] = bench_train(texts, args.work, args.vocab_size)
+    out.write_text(json.dumps(results, indent=1))
+    report(results)
+
+
+if __name__ == "__main__":
+    main()

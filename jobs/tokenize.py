@@ -93,28 +93,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# ---- 1-2. encode and shuffle ----------------------------------------------------------------------------
+# ---- 1-2. shuffle and encode --------------------------------------------------------------------------
 
 
 def encode(docs: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed: int) -> DataFrame:
-    """(id, order, n, tokens) for every document with text, sorted by (order, id) within range partitions."""
+    """(id, order, n, tokens) for every document, range-partitioned and sorted by (order, id).
+
+    The sort comes first, on the text, so that Spark's sampling for the range bounds never runs the
+    encoder; encoding is a narrow step after it and keeps each partition's order."""
     keyed = docs.select("id", F.xxhash64(F.lit(seed), F.col("id")).alias("order"), "text")
+    partitions = max(docs.sparkSession.sparkContext.defaultParallelism, docs.rdd.getNumPartitions())
+    ordered = keyed.repartitionByRange(partitions, "order", "id").sortWithinPartitions("order", "id")
 
     def compute(batches):
         yield from encode_batches(batches, spec, shard_format.dtype)
 
-    encoded = keyed.mapInArrow(compute, _ddl(TOKENS_SCHEMA))
-    partitions = max(docs.sparkSession.sparkContext.defaultParallelism, docs.rdd.getNumPartitions())
-    return encoded.repartitionByRange(partitions, "order", "id").sortWithinPartitions("order", "id")
+    return ordered.mapInArrow(compute, _ddl(TOKENS_SCHEMA))
 
 
 # ---- 3. layout ----------------------------------------------------------------------------------------
 
 
-def with_starts(ordered: DataFrame, bases: dict[int, int]) -> DataFrame:
-    """Add each document's `start` in the whole stream (`bases`: first position of each partition)."""
-    schema = _ddl(pa.schema([*TOKENS_SCHEMA, ("start", pa.int64())]))
-    columns = [name for name in ordered.columns if name != "part"]
+def _per_partition(frame: DataFrame, bases: dict[int, int], step, schema: pa.Schema) -> DataFrame:
+    """mapInArrow of step(batches, base) over each partition of `frame`, in order, where `base` is the
+    stream position of the partition's first token."""
+    columns = list(frame.columns)
 
     def compute(batches):
         batches = iter(batches)
@@ -123,22 +126,30 @@ def with_starts(ordered: DataFrame, bases: dict[int, int]) -> DataFrame:
             return
         base = bases[first.column("part")[0].as_py()]
 
-        def chained():
-            yield first
-            yield from batches
+        def without_part():
+            yield first.select(columns)
+            for batch in batches:
+                yield batch.select(columns)
 
-        for batch in running_starts(chained(), base):
-            yield batch.select([*columns, "start"])
+        yield from step(without_part(), base)
 
-    return ordered.withColumn("part", F.spark_partition_id()).mapInArrow(compute, schema)
+    return frame.withColumn("part", F.spark_partition_id()).mapInArrow(compute, _ddl(schema))
 
 
-def layout_pieces(docs: DataFrame, layout: Layout, itemsize: int) -> DataFrame:
-    def compute(batches):
-        for batch in batches:
+def document_ends(ordered: DataFrame, bases: dict[int, int]) -> DataFrame:
+    """(start, end) of every document in the stream; token counts only cross into Python."""
+    schema = pa.schema([("n", pa.int64()), ("start", pa.int64())])
+    return _per_partition(ordered.select("n"), bases, running_starts, schema).select(
+        "start", (F.col("start") + F.col("n")).alias("end")
+    )
+
+
+def layout_pieces(ordered: DataFrame, bases: dict[int, int], layout: Layout, itemsize: int) -> DataFrame:
+    def step(batches, base):
+        for batch in running_starts(batches, base):
             yield pieces(batch, layout, itemsize)
 
-    return docs.mapInArrow(compute, _ddl(PIECE_SCHEMA))
+    return _per_partition(ordered, bases, step, PIECE_SCHEMA)
 
 
 # ---- 4. write -----------------------------------------------------------------------------------------
@@ -165,6 +176,7 @@ def write_shards(
         if writer is not None:
             yield _entry_batch(writer.commit())
 
+    # piece_frame is checkpointed: the sampling for the range bounds reads it instead of recomputing it
     ordered = piece_frame.repartitionByRange(num_shards, "shard").sortWithinPartitions("shard", "offset")
     entries = [json.loads(row["entry"]) for row in ordered.mapInArrow(compute, SHARD_ENTRY_DDL).collect()]
     return sorted(entries, key=lambda entry: entry["index"])
@@ -230,18 +242,20 @@ def run(args: argparse.Namespace) -> int:
     delete(manifest_uri, s3)  # from here until the new one is written, the directory is not complete
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    counts = docs.agg(
-        F.count("*").alias("rows"),
-        F.countDistinct("id").alias("ids"),
-        F.sum(F.when(F.col("text").isNull() | (F.col("text") == ""), 1).otherwise(0)).alias("empty"),
-    ).first()
+    counts = docs.agg(F.count("*").alias("rows"), F.countDistinct("id").alias("ids")).first()  # ids only
     if counts["rows"] != counts["ids"]:
         raise SystemExit(
             f"tokenize: {source} has {counts['rows'] - counts['ids']} rows whose id is not unique"
         )
     kept = docs.where(F.col("text").isNotNull() & (F.col("text") != ""))
     ordered = encode(kept, spec, shard_format, args.seed).localCheckpoint()
-    totals = ordered.groupBy(F.spark_partition_id().alias("part")).agg(F.sum("n").alias("tokens")).collect()
+    totals = (
+        ordered.groupBy(F.spark_partition_id().alias("part"))
+        .agg(F.sum("n").alias("tokens"), F.count("*").alias("documents"))
+        .collect()
+    )
+    documents = sum(row["documents"] for row in totals)
+    empty = int(counts["rows"]) - documents
     seconds["encode_and_shuffle"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -254,8 +268,7 @@ def run(args: argparse.Namespace) -> int:
     asked = args.val_tokens
     if asked is None:
         asked = min(DEFAULT_VAL_TOKENS, int(total_tokens * DEFAULT_VAL_FRACTION))
-    placed = with_starts(ordered, bases)
-    val_end = placed.where(F.col("start") < asked).agg(F.max(F.col("start") + F.col("n"))).first()[0] or 0
+    val_end = document_ends(ordered, bases).where(F.col("start") < asked).agg(F.max("end")).first()[0] or 0
     layout = Layout(
         val_tokens=int(val_end), train_tokens=total_tokens - int(val_end), shard_tokens=args.shard_tokens
     )
@@ -264,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
     clock = time.perf_counter()
     num_shards = 1 + layout.train_shards
     remove_stale_temps(directory, "")
-    frame = layout_pieces(placed, layout, shard_format.dtype.itemsize)
+    frame = layout_pieces(ordered, bases, layout, shard_format.dtype.itemsize).localCheckpoint()
     entries = write_shards(frame, num_shards, directory, shard_format, s3)
     if not entries or entries[0]["index"] != 0:  # no validation document: shard 0 is written empty
         entries.insert(0, _empty_validation(directory, shard_format, s3))
@@ -273,7 +286,6 @@ def run(args: argparse.Namespace) -> int:
     sizes = [entry["tokens"] for entry in entries]
     if sizes != layout.shard_sizes() or [entry["index"] for entry in entries] != list(range(num_shards)):
         raise SystemExit(f"tokenize: wrote shards of {sizes} tokens, expected {layout.shard_sizes()}")
-    documents = int(counts["rows"]) - int(counts["empty"])
     val_documents = entries[0]["documents"]
     manifest = {
         "format": FORMAT,
@@ -286,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         "counts": {
             "documents_in": int(counts["rows"]),
             "documents": documents,
-            "skipped": {"empty_text": int(counts["empty"])},
+            "skipped": {"empty_text": empty},
             "tokens": total_tokens,
             "val_documents": val_documents,
             "val_tokens": layout.val_tokens,

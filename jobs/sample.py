@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.temperature < 0 or (args.top_p is not None and not 0 < args.top_p <= 1):
         raise SystemExit("sample: --temperature must be >= 0 and --top-p in (0, 1]")
+    if args.top_k is not None and args.top_k < 1:
+        raise SystemExit("sample: --top-k must be >= 1")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     manifest = json.loads((Path(args.checkpoint) / "manifest.json").read_text())
     encoding = load_encoding(manifest["tokenizer"]["source"])

@@ -182,7 +182,8 @@ def _seed(seed: int) -> None:
 
 
 def _metrics_upto(path: Path, step: int) -> None:
-    """Drop records past `step` (a run that went on after its last checkpoint): they are redone."""
+    """Drop records past `step` (a run that went on after its last checkpoint, or never wrote one):
+    those steps are done again."""
     if path.exists():
         lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
         path.write_text("".join(line + "\n" for line in lines))
@@ -235,7 +236,8 @@ def _train(
     has_checkpoint = (out / checkpoint.CHECKPOINT).is_file()
     if has_checkpoint and not resume:
         raise FileExistsError(f"{out} already holds a checkpoint: pass --resume, or choose another --out")
-    state = checkpoint.load(out, procs.device) if resume and has_checkpoint else None
+    # On the CPU: RNG states must stay there; the model and optimizer copy theirs onto the device.
+    state = checkpoint.load(out) if resume and has_checkpoint else None
     if state is not None:
         _check_resumable(state, config, token_set, procs.world_size)
 
@@ -267,9 +269,9 @@ def _train(
         step = state["step"]
         stream.load_state(state["data"])
         checkpoint.set_rng_state(state["rng"][procs.rank])
-        if procs.main:
-            _metrics_upto(metrics_path, step)
     del state
+    if procs.main:
+        _metrics_upto(metrics_path, step)
 
     compiled = torch.compile(raw) if config.compile else raw
     model = compiled

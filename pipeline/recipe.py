@@ -10,12 +10,16 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomllib
 
-PRESETS_DIR = Path(__file__).parent / "presets"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+PRESETS_DIR = resources.files("pipeline") / "presets"  # zip-safe: works from spark-submit --py-files
 ConfigT = TypeVar("ConfigT")
 
 
@@ -48,11 +52,13 @@ def table_config(config_class: type[ConfigT], section: dict[str, Any], table: st
 
 
 def presets() -> list[str]:
-    return sorted(path.stem for path in PRESETS_DIR.glob("*.toml"))
+    return sorted(
+        entry.name.removesuffix(".toml") for entry in PRESETS_DIR.iterdir() if entry.name.endswith(".toml")
+    )
 
 
 def _read_toml(name_or_path: str) -> dict[str, Any]:
-    path = Path(name_or_path)
+    path: Path | Traversable = Path(name_or_path)
     if not path.is_file():
         path = PRESETS_DIR / f"{name_or_path}.toml"
         if not path.is_file():

@@ -18,6 +18,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import tiktoken
@@ -25,7 +26,7 @@ import tiktoken
 from pipeline.storage import S3Options, join, read_bytes
 
 ENDOFTEXT = "<|endoftext|>"
-RANKS_DIR = Path(__file__).parent / "ranks"
+RANKS_DIR = resources.files("tokenizer") / "ranks"  # zip-safe: works from spark-submit --py-files
 RANK_FILE, CONFIG_FILE = "tokenizer.tiktoken", "tokenizer.json"
 
 # The split patterns and special tokens are part of each encoding's definition (as tiktoken has them).

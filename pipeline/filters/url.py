@@ -11,8 +11,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ahocorasick
 import tldextract
@@ -20,7 +21,11 @@ import tldextract
 from pipeline.document import Document
 from pipeline.recipe import RecipeError, table_config
 
-BUNDLED_LISTS = Path(__file__).parent.parent / "lists"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+# Read through importlib.resources, so the lists load when the code ships as a zip (spark-submit --py-files).
+BUNDLED_LISTS = resources.files("pipeline") / "lists"
 # List file name -> whether its entries are normalized (word lists) or taken as-is (domains, URLs).
 LIST_FILES = {
     "domains.txt": False,
@@ -44,7 +49,7 @@ def tld_extractor() -> tldextract.TLDExtract:
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
-def read_list(path: Path) -> set[str]:
+def read_list(path: Traversable) -> set[str]:
     """A list file's entries: one per line, `#` lines are comments, blank entries are skipped."""
     do_normalize = LIST_FILES[path.name]
     entries = set()
@@ -58,11 +63,12 @@ def read_list(path: Path) -> set[str]:
     return entries
 
 
-def list_files(path: Path) -> list[Path]:
+def list_files(path: Traversable) -> list[Traversable]:
     """The list files a recipe path stands for: the file itself, or the known lists in a directory."""
     if path.is_dir():
-        files = sorted(child for child in path.iterdir() if child.name in LIST_FILES)
-        strays = sorted(c.name for c in path.glob("*.txt") if c.name not in LIST_FILES)
+        children = list(path.iterdir())
+        files = sorted((child for child in children if child.name in LIST_FILES), key=lambda c: c.name)
+        strays = sorted(c.name for c in children if c.name.endswith(".txt") and c.name not in LIST_FILES)
         if strays or not files:
             raise RecipeError(
                 f"url list directory {path} must hold only lists named {sorted(LIST_FILES)}"
@@ -90,7 +96,7 @@ class URLFilter:
     def __init__(self, config: URLConfig):
         self.config = config
         lists: dict[str, set[str]] = {name: set() for name in LIST_FILES}
-        paths = [BUNDLED_LISTS] if config.use_bundled_lists else []
+        paths: list[Traversable] = [BUNDLED_LISTS] if config.use_bundled_lists else []
         paths += [Path(extra) for extra in config.extra_lists]
         for path in paths:
             for file in list_files(path):

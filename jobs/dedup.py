@@ -18,10 +18,15 @@ Everything below is a Spark DataFrame operation; nothing is collected to the dri
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import hashlib
 import json
-import sys
 import time
 from typing import Any
 
@@ -29,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StructField, StructType
 
+from jobs.progress import StageProgress
 from pipeline.dedup import PII_KINDS, dedup_keys, scrub_batches
 from pipeline.minhash import PRESETS, MinHasher
 from pipeline.output import FINEWEB_COLUMNS
@@ -282,11 +288,16 @@ def _fingerprint(docs: DataFrame, args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from jobs.spark import build_session
 
+    spark = build_session(args.master, app_name="tokenmill-dedup")
+    with StageProgress(spark, "dedup"):
+        return deduplicate(spark, args)
+
+
+def deduplicate(spark: SparkSession, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     s3 = S3Options(endpoint_url=args.s3_endpoint)
     root = args.output
     source = args.input or join(root, "documents")
-    spark = build_session(args.master, app_name="tokenmill-dedup")
     docs = spark.read.parquet(source)
     missing = {"id", "text"} - set(docs.columns) | (
         {args.priority} - set(docs.columns) if args.priority else set()

@@ -9,15 +9,21 @@ unit's Parquet, stats and completion marker itself; the driver only plans and su
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
+from jobs.progress import StageProgress
 from jobs.runinfo import versions
 from pipeline.ingest import IngestJob, completed_stats, process_unit
 from pipeline.recipe import load_recipe
@@ -149,11 +155,15 @@ def run(args: argparse.Namespace) -> int:
 
         spark = build_session(args.master, app_name="tokenmill-ingest")
         context = spark.sparkContext
-        results = (
-            context.parallelize(pending, numSlices=len(pending))
-            .map(lambda uri: _run_unit(uri, job))
-            .collect()
-        )
+        records = context.accumulator(0)
+
+        def process(uri: str) -> dict[str, Any]:
+            result = _run_unit(uri, job)
+            records.add(result.get("stats", {}).get("records", 0))
+            return result
+
+        with StageProgress(spark, "ingest", units=len(pending), documents=lambda: records.value):
+            results = context.parallelize(pending, numSlices=len(pending)).map(process).collect()
     units = list(done.values()) + [UnitStats.from_dict(r["stats"]) for r in results if "stats" in r]
     failed = [r["failed"] for r in results if "failed" in r]
     seconds = time.perf_counter() - started

@@ -19,19 +19,25 @@ A rerun with the same inputs and settings is skipped; after a crash a rerun rewr
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import hashlib
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.progress import StageProgress
 from jobs.runinfo import latest_recipe, versions
 from pipeline.storage import (
     S3Options,
@@ -44,7 +50,7 @@ from pipeline.storage import (
     write_atomic,
 )
 from tokenizer.encode import TOKENS_SCHEMA, encode_batches
-from tokenizer.encodings import EncodingSpec, encoding_for, load_spec
+from tokenizer.encodings import ENDOFTEXT, EncodingSpec, encoding_for, load_spec
 from tokenizer.layout import PIECE_SCHEMA, Layout, pieces, running_starts
 from tokenizer.shards import ShardFormat, dtype_name, format_for_vocab
 from tokenizer.writer import ShardWriter
@@ -82,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help=f"at least this many tokens of whole documents go to shard 0 (default: {DEFAULT_VAL_TOKENS:,} "
-        f"or {DEFAULT_VAL_FRACTION:.0%} of the corpus, whichever is smaller)",
+        f"or {DEFAULT_VAL_FRACTION * 100:.0f}%% of the corpus, whichever is smaller)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="shuffle seed (default 0)")
     parser.add_argument(
@@ -216,18 +222,27 @@ def run(args: argparse.Namespace) -> int:
     s3 = S3Options(endpoint_url=args.s3_endpoint)
     try:
         spec = load_spec(args.encoding, s3)
-        eot = spec.eot_id
     except ValueError as exc:
         raise SystemExit(f"tokenize: {exc}") from None
+    if ENDOFTEXT not in spec.special_tokens:
+        raise SystemExit(f"tokenize: {spec.name} has no {ENDOFTEXT} token to start documents with")
+    spark = build_session(args.master, app_name="tokenmill-tokenize")
+    session_seconds = time.perf_counter() - started
+    with StageProgress(spark, "tokenize"):
+        return tokenize(spark, args, spec, s3, session_seconds)
+
+
+def tokenize(
+    spark: SparkSession, args: argparse.Namespace, spec: EncodingSpec, s3: S3Options, session_seconds: float
+) -> int:
+    started = time.perf_counter() - session_seconds
     vocab_size = encoding_for(spec).n_vocab
     shard_format = format_for_vocab(vocab_size)
+    eot = spec.eot_id
     root = args.output
     source = args.input or join(root, "final")
     directory = join(root, "tokens", spec.name)
     manifest_uri = join(directory, "manifest.json")
-
-    spark = build_session(args.master, app_name="tokenmill-tokenize")
-    session_seconds = time.perf_counter() - started
     docs = spark.read.parquet(source)
     if missing := {"id", "text"} - set(docs.columns):
         raise SystemExit(f"tokenize: {source} lacks the columns {sorted(missing)}")

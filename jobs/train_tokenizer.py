@@ -13,8 +13,13 @@
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
+
+if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
 import time
 
 from pyspark.sql import functions as F

@@ -8,7 +8,7 @@ from types import ModuleType
 
 
 def _jobs() -> dict[str, tuple[ModuleType, str]]:
-    from jobs import dedup, ingest, sample, scrub, tokenize, train, train_tokenizer
+    from jobs import crawls, dedup, ingest, report, sample, scrub, tokenize, train, train_tokenizer
 
     return {
         "ingest": (ingest, "WARC/WET files -> FineWeb-filtered documents (Parquet)"),
@@ -21,6 +21,8 @@ def _jobs() -> dict[str, tuple[ModuleType, str]]:
         "tokenize": (tokenize, "final documents -> shuffled token shards (.bin, .idx, .parquet, manifest)"),
         "train": (train, "token shards -> a GPT (one GPU or many under torchrun), checkpoints, metrics"),
         "sample": (sample, "text from a trained checkpoint: greedy, temperature, top-k, top-p"),
+        "report": (report, "ROOT -> ROOT/report.html: funnel, languages, signals, dedup, tokens, loss"),
+        "crawls": (crawls, "Common Crawl's crawls (collinfo.json), and which ones a ROOT has processed"),
     }
 
 

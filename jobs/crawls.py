@@ -9,8 +9,13 @@ complete token set, else "new": what `tokenmill run --crawl latest` would still 
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
+
+if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
 
 from pipeline.crawls import DEFAULT_INDEX, load_index, processed
 from pipeline.storage import S3Options

@@ -10,8 +10,13 @@ is not needed: the Parquet columns are read with pyarrow, one file at a time.
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
+
+if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
 
 from pipeline.report import write_report
 from pipeline.storage import S3Options

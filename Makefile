@@ -16,9 +16,7 @@ $(VENV)/.installed: pyproject.toml infra/setup.sh
 	touch $@
 
 run: setup
-	$(BIN)/tokenmill ingest $(SAMPLES) -o $(OUT) --dump sample
-	$(BIN)/tokenmill dedup -o $(OUT)
-	$(BIN)/tokenmill tokenize -o $(OUT) --encoding gpt2
+	$(BIN)/tokenmill run $(SAMPLES) -o $(OUT) --dump sample
 
 test: setup
 	$(BIN)/python -m pytest -q tests

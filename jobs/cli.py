@@ -8,9 +8,10 @@ from types import ModuleType
 
 
 def _jobs() -> dict[str, tuple[ModuleType, str]]:
-    from jobs import crawls, dedup, ingest, report, sample, scrub, tokenize, train, train_tokenizer
+    from jobs import crawls, dedup, ingest, report, run, sample, scrub, tokenize, train, train_tokenizer
 
     return {
+        "run": (run, "the whole pipeline: ingest -> dedup -> tokenize -> report, each stage resumable"),
         "ingest": (ingest, "WARC/WET files -> FineWeb-filtered documents (Parquet)"),
         "dedup": (dedup, "documents -> exact + MinHash dedup -> PII scrubbing -> final documents"),
         "scrub": (scrub, "PII scrubbing alone, on any id,text Parquet"),

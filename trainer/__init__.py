@@ -1,1 +1,6 @@
-"""The GPT trainer that reads tokenmill's token shards (DESIGN.md §6)."""
+"""The GPT trainer that reads tokenmill's token shards (DESIGN.md §6).
+
+config: named configs and JSON files · model: the GPT and its KV cache · data: manifest checks, windows,
+rank streams · schedule: learning rates · train: the loop, DDP, logging · checkpoint: exact resume ·
+sample: generation · mfu: FLOPs and device peaks.
+"""

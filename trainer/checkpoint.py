@@ -48,9 +48,10 @@ def save(out: Path, payload: dict[str, Any]) -> None:
     (out / "manifest.json").write_text(json.dumps(payload["manifest"], indent=2) + "\n")
 
 
-def load(out: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+def load(out: Path) -> dict[str, Any]:
+    """The payload, on the CPU (RNG states must be CPU tensors; weights are copied where they go)."""
     path = Path(out) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     # weights_only stays off: the payload holds RNG states (tuples, numpy arrays) next to tensors.
-    return torch.load(path, map_location=device, weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False)

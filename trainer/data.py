@@ -179,4 +179,4 @@ class RankBatches:
                 else:
                     self.stream.skip()
         batch = torch.from_numpy(np.stack(windows))
-        return batch[:, :-1], batch[:, 1:]
+        return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()

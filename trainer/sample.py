@@ -99,8 +99,8 @@ def generate(
 
 def load_model(out: str | Path, device: torch.device | str = "cpu") -> tuple[GPT, dict[str, Any]]:
     """The trained model of a run directory, in eval mode, and the checkpoint's other contents."""
-    state = checkpoint.load(Path(out), device)
+    state = checkpoint.load(Path(out))  # on the CPU: only the weights go to the device
     config = from_dict(state["config"])
-    model = GPT(GPTConfig(**asdict(config.model))).to(device)
+    model = GPT(GPTConfig(**asdict(config.model)))
     model.load_state_dict(state.pop("model"))
-    return model.eval(), state
+    return model.to(device).eval(), state

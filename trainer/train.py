@@ -236,7 +236,6 @@ def _train(
     has_checkpoint = (out / checkpoint.CHECKPOINT).is_file()
     if has_checkpoint and not resume:
         raise FileExistsError(f"{out} already holds a checkpoint: pass --resume, or choose another --out")
-    # On the CPU: RNG states must stay there; the model and optimizer copy theirs onto the device.
     state = checkpoint.load(out) if resume and has_checkpoint else None
     if state is not None:
         _check_resumable(state, config, token_set, procs.world_size)

@@ -15,33 +15,32 @@ trainer.mfu's formula and peak table for both (None on a CPU). Target on an H100
 
 from __future__ import annotations
 
+import os
 import sys
+
+if __name__ == "__main__":  # run as a script, bench/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, replace
 from pathlib import Path
 
-# bench/tokenize.py is named like the standard library's tokenize, which dataclasses and torch import:
-# this folder must not come first on the path (Python puts a script's folder there).
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from contextlib import nullcontext  # noqa: E402
-from dataclasses import asdict, replace  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from tokenizer.shards import UINT16, read_shard, write_shard  # noqa: E402
-from trainer.config import load_config  # noqa: E402
-from trainer.data import open_token_set  # noqa: E402
-from trainer.mfu import flops_per_token, peak_flops  # noqa: E402
-from trainer.model import GPT, GPTConfig  # noqa: E402
-from trainer.train import WARMUP_STEPS, resolve, train  # noqa: E402
+from tokenizer.shards import UINT16, read_shard, write_shard
+from trainer.config import load_config
+from trainer.data import open_token_set
+from trainer.mfu import flops_per_token, peak_flops
+from trainer.model import GPT, GPTConfig
+from trainer.train import WARMUP_STEPS, resolve, train
 
 GPT2_VOCAB, GPT2_EOT = 50257, 50256
 

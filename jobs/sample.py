@@ -11,9 +11,14 @@ begins; generation stops at the next EOT (the end of the document) or after N to
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -64,9 +69,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python jobs/sample.py ...: the same parser as `tokenmill sample`
-    # As a script, Python puts jobs/ first on sys.path, where jobs/tokenize.py would stand in for the
-    # standard library's tokenize: the repository root goes there instead.
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
     from jobs.cli import main
 
     sys.exit(main(["sample", *sys.argv[1:]]))

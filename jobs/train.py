@@ -12,9 +12,13 @@ checkpoint.pt, config.json, manifest.json and metrics.jsonl (one JSON object per
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-from pathlib import Path
+
+if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +41,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # torchrun jobs/train.py ...: the same parser as `tokenmill train`
-    # As a script, Python puts jobs/ first on sys.path, where jobs/tokenize.py would stand in for the
-    # standard library's tokenize: the repository root goes there instead.
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
     from jobs.cli import main
 
     sys.exit(main(["train", *sys.argv[1:]]))

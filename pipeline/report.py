@@ -356,6 +356,7 @@ class Frame:
     y_range: tuple[float, float]
     log_x: bool = False
     y_counts: bool = True
+    x_counts: bool = False
     left: int = 58
     right: int = 16
     top: int = 14
@@ -389,7 +390,7 @@ class Frame:
         if self.log_x:
             ticks = [10.0**k for k in range(math.ceil(math.log10(low)), math.floor(math.log10(high)) + 1)]
         else:
-            ticks = _nice_ticks(low, high, count=5)
+            ticks = _nice_ticks(low, high, count=5, integer=self.x_counts)
         base = self.height - self.bottom
         for tick in ticks:
             x = self.x(tick)
@@ -466,12 +467,13 @@ def histogram_chart(histogram: Histogram, lines: list[tuple[str, float]], width:
 
 
 def column_chart(label: str, columns: list[tuple[str, int, str]], y_label: str, width: int = 900) -> str:
-    """Vertical bars (name, value, color) side by side: tokens per shard."""
-    frame = Frame(width, 240, (0, len(columns)), (0, max((value for _, value, _ in columns), default=1) or 1))
+    """Vertical bars (name, value, color) side by side, bar i centred on tick i: tokens per shard."""
+    highest = max((value for _, value, _ in columns), default=1) or 1
+    frame = Frame(width, 240, (-0.5, len(columns) - 0.5), (0, highest), x_counts=True)
     body = frame.axes("shard", y_label)
     for index, (name, value, color) in enumerate(columns):
-        x = frame.x(index)
-        step = frame.x(index + 1) - x
+        x = frame.x(index - 0.5)
+        step = frame.x(index + 0.5) - x
         body.append(
             _rect(
                 x + step * 0.1,

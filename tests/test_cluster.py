@@ -1,0 +1,121 @@
+"""The cluster path: a Spark standalone master and two workers on 127.0.0.1 (Spark's own Master and
+Worker through spark-class), the packed environment and code zip from infra/pack.py, the whole pipeline
+through infra/submit.sh (spark-submit --master spark://...): output identical to the local[2] run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import cli
+from tests.conftest import WARC_DIR, _free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SPARK_CLASS = Path(sys.executable).parent / "spark-class"
+INPUTS = [str(WARC_DIR / "dolma-sample-0000.warc.gz"), str(WARC_DIR / "resiliparse-warcfile.warc.gz")]
+
+
+def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [str(SPARK_CLASS), *args], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def _alive_workers(webui: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{webui}/json/", timeout=5) as response:
+            return int(json.load(response).get("aliveworkers", 0))
+    except OSError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """spark://127.0.0.1:PORT with two one-core workers; stopped (with their executors) afterwards."""
+    base = tmp_path_factory.mktemp("standalone")
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(base), "SPARK_NO_DAEMONIZE": "1"}
+    port, webui = _free_port(), _free_port()
+    master_url = f"spark://127.0.0.1:{port}"
+    processes = [
+        _start(
+            ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--webui-port", str(webui)],
+            base / "master.log",
+            env,
+        )
+    ]
+    work_dirs = [base / f"worker-{index}" for index in range(2)]
+    for index, work in enumerate(work_dirs):
+        args = ["org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1", "--cores", "1"]
+        args += ["--memory", "2g", "--webui-port", str(_free_port()), "--work-dir", str(work)]
+        processes.append(_start(args, base / f"worker-{index}.log", env))
+    try:
+        deadline = time.monotonic() + 120
+        while _alive_workers(webui) < 2:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                logs = "\n".join(path.read_text()[-1500:] for path in sorted(base.glob("*.log")))
+                pytest.fail(f"the standalone cluster did not come up:\n{logs}")
+            time.sleep(1)
+        yield master_url, work_dirs
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=60)
+
+
+def _table(path: Path, sort: str = "id"):
+    return pq.read_table(path).sort_by(sort)
+
+
+def test_whole_pipeline_on_a_standalone_cluster_equals_local(standalone, spark, tmp_path, capsys):
+    master_url, work_dirs = standalone
+    started = time.perf_counter()
+    local = tmp_path / "local"
+    assert (
+        cli.main(["run", *INPUTS, "-o", str(local), "--dump", "t", "--master", "local[2]", "--no-report"])
+        == 0
+    )
+    local_seconds = time.perf_counter() - started
+
+    cluster = tmp_path / "cluster"
+    env = {**os.environ, "TOKENMILL_BUILD": str(tmp_path / "build"), "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.pop("PYSPARK_PYTHON", None)  # executors must take the packed environment's interpreter
+    submit = [str(REPO / "infra" / "submit.sh"), "--master", master_url, "--conf", "spark.executor.memory=1g"]
+    started = time.perf_counter()
+    result = subprocess.run(
+        [*submit, "run", *INPUTS, "-o", str(cluster), "--dump", "t", "--no-report"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    cluster_seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with capsys.disabled():
+        print(f"\n[cluster] local[2] {local_seconds:.1f} s, standalone 2 workers {cluster_seconds:.1f} s")
+
+    # the executors (two, of one app) ran the packed environment, unpacked in their work directories
+    unpacked = [path for work in work_dirs for path in work.glob("app-*/*/environment/pyvenv.cfg")]
+    assert len({path.parents[2].name for path in unpacked}) == 1 and len(unpacked) >= 2
+
+    local_units = sorted(path.name for path in (local / "documents").glob("*.parquet"))
+    assert local_units == sorted(path.name for path in (cluster / "documents").glob("*.parquet"))
+    for name in local_units:
+        assert _table(local / "documents" / name).equals(_table(cluster / "documents" / name)), name
+    assert _table(local / "final").equals(_table(cluster / "final"))
+    assert _table(local / "dedup" / "clusters").equals(_table(cluster / "dedup" / "clusters"))
+    local_tokens = json.loads((local / "tokens" / "gpt2" / "manifest.json").read_text())
+    cluster_tokens = json.loads((cluster / "tokens" / "gpt2" / "manifest.json").read_text())
+    assert local_tokens["shards"] == cluster_tokens["shards"]  # byte-identical: same sha256 per file
+    assert local_tokens["counts"] == cluster_tokens["counts"] and local_tokens["counts"]["documents"] > 0

@@ -38,6 +38,11 @@ Results: tables on stdout, merged into WORK/dedup_results.json (other keys and s
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # bench/tokenize.py would shadow the standard library's tokenize: bench/ goes last
+    sys.path.append(sys.path.pop(0))
+
 import argparse
 import gzip
 import json

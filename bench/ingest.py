@@ -24,6 +24,11 @@ the bench runs; the results record the commit and any uncommitted changes.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # bench/tokenize.py would shadow the standard library's tokenize: bench/ goes last
+    sys.path.append(sys.path.pop(0))
+
 import argparse
 import contextlib
 import gzip
@@ -35,7 +40,6 @@ import platform
 import resource
 import shutil
 import subprocess
-import sys
 import time
 import traceback
 from collections import Counter

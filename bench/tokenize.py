@@ -23,27 +23,24 @@ Results: a table on stdout and WORK/tokenize_results.json.
 from __future__ import annotations
 
 import sys
+
+if __name__ == "__main__":  # bench/tokenize.py would shadow the standard library's tokenize: bench/ goes last
+    sys.path.append(sys.path.pop(0))
+
+import argparse
+import json
+import os
+import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
-# This file is named like the standard library's `tokenize`, which Python's own modules import: keep
-# this folder last on the path so theirs is found first, and bench/dedup.py is still importable.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH] + [str(BENCH)]
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dedup import DEFAULT_SRC, DEFAULT_WORK, load_corpus, progress
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+from tokenizer import bpe, load_encoding
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from dedup import DEFAULT_SRC, DEFAULT_WORK, load_corpus, progress  # noqa: E402
-
-from tokenizer import bpe, load_encoding  # noqa: E402
-
-REPO_ROOT = BENCH.parent
 TOKENMILL = Path(sys.executable).parent / "tokenmill"
 ENCODE_TARGET, TRAIN_TARGET = 0.8, 2.0
 MB = 1e6

@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StructField, StructType
 
 from jobs.progress import StageProgress
+from jobs.spark import add_cluster_arguments
 from pipeline.dedup import PII_KINDS, dedup_keys, scrub_batches
 from pipeline.minhash import PRESETS, MinHasher
 from pipeline.output import FINEWEB_COLUMNS
@@ -80,12 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="J",
         help="verify MinHash candidates: drop links with estimated Jaccard < J (0: off, as FineWeb)",
     )
-    parser.add_argument(
-        "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
-    )
-    parser.add_argument(
-        "--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint (also AWS_ENDPOINT_URL)"
-    )
+    add_cluster_arguments(parser)
 
 
 # ---- 1. keys ------------------------------------------------------------------------------------------

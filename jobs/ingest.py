@@ -25,6 +25,7 @@ from typing import Any
 
 from jobs.progress import StageProgress
 from jobs.runinfo import versions
+from jobs.spark import add_cluster_arguments
 from pipeline.ingest import IngestJob, completed_stats, process_unit
 from pipeline.recipe import load_recipe
 from pipeline.sources import expand_inputs, unit_name
@@ -64,15 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, default=None, metavar="N", help="read at most N records per input file"
     )
-    parser.add_argument(
-        "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
-    )
-    parser.add_argument(
-        "--s3-endpoint",
-        default=None,
-        metavar="URL",
-        help="S3-compatible endpoint (also AWS_ENDPOINT_URL); the public commoncrawl bucket is read unsigned",
-    )
+    add_cluster_arguments(parser)
     parser.add_argument(
         "--cc-base",
         default="s3://commoncrawl/",

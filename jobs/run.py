@@ -26,6 +26,7 @@ import argparse
 import time
 
 from jobs import cli
+from jobs.spark import add_cluster_arguments
 from pipeline.crawls import (
     DEFAULT_INDEX,
     CrawlIndexError,
@@ -61,10 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-tokens", type=int, default=None, metavar="N", help="validation tokens")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="shuffle seed (default 0)")
     parser.add_argument("--no-report", action="store_true", help="skip ROOT/report.html")
-    parser.add_argument(
-        "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
-    )
-    parser.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint")
+    add_cluster_arguments(parser)
 
 
 def _common(args: argparse.Namespace) -> list[str]:

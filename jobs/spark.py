@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -32,3 +33,16 @@ def build_session(master: str | None, app_name: str, conf: dict[str, str] | None
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get("TOKENMILL_SPARK_LOG_LEVEL", "WARN"))
     return session
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """--master and --s3-endpoint, which every Spark job takes."""
+    parser.add_argument(
+        "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="S3-compatible endpoint (also AWS_ENDPOINT_URL); the public commoncrawl bucket is read unsigned",
+    )

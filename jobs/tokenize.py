@@ -39,6 +39,7 @@ from pyspark.sql import functions as F
 
 from jobs.progress import StageProgress
 from jobs.runinfo import latest_recipe, versions
+from jobs.spark import add_cluster_arguments
 from pipeline.storage import (
     S3Options,
     delete,
@@ -91,12 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"or {DEFAULT_VAL_FRACTION * 100:.0f}%% of the corpus, whichever is smaller)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="shuffle seed (default 0)")
-    parser.add_argument(
-        "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
-    )
-    parser.add_argument(
-        "--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint (also AWS_ENDPOINT_URL)"
-    )
+    add_cluster_arguments(parser)
 
 
 # ---- 1-2. shuffle and encode --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import time
 from pyspark.sql import functions as F
 
 from jobs.runinfo import versions
+from jobs.spark import add_cluster_arguments
 from pipeline.storage import S3Options, join
 from tokenizer.bpe import TrainedTokenizer, count_chunk_batches, num_merges_for, train_merges
 from tokenizer.encodings import ENDOFTEXT, GPT4_PATTERN
@@ -56,12 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="C",
         help="ignore chunks seen fewer than C times (default 1: exact; raise it for very large corpora)",
     )
-    parser.add_argument(
-        "--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])"
-    )
-    parser.add_argument(
-        "--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint (also AWS_ENDPOINT_URL)"
-    )
+    add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ to right ('aaa' -> 'aa' 'a').
 
 from __future__ import annotations
 
+import base64
 import heapq
 import json
 from collections import Counter, defaultdict
@@ -167,6 +168,8 @@ def merges_to_ranks(merges: Iterable[tuple[int, int]]) -> dict[bytes, int]:
 
 @dataclass(frozen=True)
 class TrainedTokenizer:
+    """A vocabulary tokenmill trained: what `save` writes and `tokenizer.load_encoding(directory)` reads."""
+
     name: str
     pattern: str
     ranks: dict[bytes, int]
@@ -190,8 +193,6 @@ class TrainedTokenizer:
 
     def rank_file(self) -> bytes:
         """tiktoken's format: `base64(token) rank` per line, in rank order."""
-        import base64
-
         check_ranks(self.ranks, self.name)
         ordered = sorted(self.ranks.items(), key=lambda item: item[1])
         return b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in ordered)

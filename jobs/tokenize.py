@@ -108,9 +108,14 @@ def encode(docs: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed:
     ordered = keyed.repartitionByRange(partitions, "order", "id").sortWithinPartitions("order", "id")
 
     def compute(batches):
-        yield from encode_batches(batches, spec, shard_format.dtype)
+        previous = None  # equal ids are neighbours in this order, so a repeat is the row after its twin
+        for batch in encode_batches(batches, spec, shard_format.dtype):
+            ids = batch.column("id").to_pylist()
+            repeats = [doc_id == before for doc_id, before in zip(ids, [previous, *ids[:-1]], strict=True)]
+            previous = ids[-1] if ids else previous
+            yield batch.append_column("repeat", pa.array(repeats, pa.bool_()))
 
-    return ordered.mapInArrow(compute, _ddl(TOKENS_SCHEMA))
+    return ordered.mapInArrow(compute, _ddl(TOKENS_SCHEMA) + ", `repeat` boolean")
 
 
 # ---- 3. layout ----------------------------------------------------------------------------------------
@@ -253,20 +258,21 @@ def tokenize(
     delete(manifest_uri, s3)  # from here until the new one is written, the directory is not complete
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    counts = docs.agg(F.count("*").alias("rows"), F.countDistinct("id").alias("ids")).first()  # ids only
-    if counts["rows"] != counts["ids"]:
-        raise SystemExit(
-            f"tokenize: {source} has {counts['rows'] - counts['ids']} rows whose id is not unique"
-        )
+    rows = docs.count()  # from the Parquet footers
     kept = docs.where(F.col("text").isNotNull() & (F.col("text") != ""))
     ordered = encode(kept, spec, shard_format, args.seed).localCheckpoint()
     totals = (
         ordered.groupBy(F.spark_partition_id().alias("part"))
-        .agg(F.sum("n").alias("tokens"), F.count("*").alias("documents"))
+        .agg(
+            F.sum("n").alias("tokens"), F.count("*").alias("documents"), F.count_if("repeat").alias("repeats")
+        )
         .collect()
     )
+    if repeats := sum(row["repeats"] for row in totals):
+        raise SystemExit(f"tokenize: {source} has {repeats} rows whose id is not unique")
+    ordered = ordered.drop("repeat")
     documents = sum(row["documents"] for row in totals)
-    empty = int(counts["rows"]) - documents
+    empty = rows - documents
     seconds["encode_and_shuffle"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -307,7 +313,7 @@ def tokenize(
         "version": shard_format.version,
         "eot_id": eot,
         "counts": {
-            "documents_in": int(counts["rows"]),
+            "documents_in": rows,
             "documents": documents,
             "skipped": {"empty_text": empty},
             "tokens": total_tokens,

@@ -29,6 +29,7 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/tokenize.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(OUT) $(VENV)

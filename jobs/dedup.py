@@ -30,6 +30,7 @@ import json
 import time
 from typing import Any
 
+from pyspark import Accumulator
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StructField, StructType
@@ -87,11 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---- 1. keys ------------------------------------------------------------------------------------------
 
 
-def document_keys(docs: DataFrame, preset: str, with_signature: bool) -> DataFrame:
+def document_keys(docs: DataFrame, preset: str, with_signature: bool, keyed: Accumulator) -> DataFrame:
+    """(id, text_hash, band_keys, signature); `keyed` counts the documents done, for the progress line."""
     config = PRESETS[preset]
 
     def compute(batches):
-        yield from dedup_keys(batches, MinHasher(config), with_signature)
+        for batch in dedup_keys(batches, MinHasher(config), with_signature):
+            keyed.add(batch.num_rows)
+            yield batch
 
     return docs.select("id", "text").mapInArrow(compute, KEY_DDL)
 
@@ -285,11 +289,11 @@ def run(args: argparse.Namespace) -> int:
     from jobs.spark import build_session
 
     spark = build_session(args.master, app_name="tokenmill-dedup")
-    with StageProgress(spark, "dedup"):
-        return deduplicate(spark, args)
+    with StageProgress(spark, "dedup") as progress:
+        return deduplicate(spark, args, progress.documents)
 
 
-def deduplicate(spark: SparkSession, args: argparse.Namespace) -> int:
+def deduplicate(spark: SparkSession, args: argparse.Namespace, keyed: Accumulator) -> int:
     started = time.perf_counter()
     s3 = S3Options(endpoint_url=args.s3_endpoint)
     root = args.output
@@ -315,7 +319,7 @@ def deduplicate(spark: SparkSession, args: argparse.Namespace) -> int:
     duplicate_ids = docs_in - docs.select("id").distinct().count()
     if duplicate_ids:
         raise SystemExit(f"dedup: {source} has {duplicate_ids} rows whose id is not unique")
-    keys = document_keys(docs, args.preset, with_signature=args.min_jaccard > 0).localCheckpoint()
+    keys = document_keys(docs, args.preset, args.min_jaccard > 0, keyed).localCheckpoint()
     members = bucket_members(keys, docs, args.url_dedup).localCheckpoint()
     seconds["keys"] = time.perf_counter() - clock
 

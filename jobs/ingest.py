@@ -148,14 +148,14 @@ def run(args: argparse.Namespace) -> int:
 
         spark = build_session(args.master, app_name="tokenmill-ingest")
         context = spark.sparkContext
-        records = context.accumulator(0)
+        with StageProgress(spark, "ingest", units=len(pending)) as progress:
+            records = progress.documents
 
-        def process(uri: str) -> dict[str, Any]:
-            result = _run_unit(uri, job)
-            records.add(result.get("stats", {}).get("records", 0))
-            return result
+            def process(uri: str) -> dict[str, Any]:
+                result = _run_unit(uri, job)
+                records.add(result.get("stats", {}).get("records", 0))
+                return result
 
-        with StageProgress(spark, "ingest", units=len(pending), documents=lambda: records.value):
             results = context.parallelize(pending, numSlices=len(pending)).map(process).collect()
     units = list(done.values()) + [UnitStats.from_dict(r["stats"]) for r in results if "stats" in r]
     failed = [r["failed"] for r in results if "failed" in r]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import TextIO
 
 from pyspark.sql import SparkSession
@@ -25,11 +24,11 @@ def _clock(seconds: float) -> str:
 
 
 class StageProgress:
-    """`with StageProgress(spark, "ingest", documents=...):` around the Spark work of one stage.
+    """`with StageProgress(spark, "ingest") as progress:` around the Spark work of one stage.
 
     units: a fixed number of units (input files) when the stage has one Spark task per unit; else the
-    tasks of the stage's jobs so far are the units. documents: documents finished so far (e.g. an
-    accumulator's value), for docs/s.
+    tasks of the stage's jobs so far are the units. `progress.documents` is an accumulator that the
+    stage's tasks add their documents to (Spark merges it as each task finishes), for docs/s.
     """
 
     def __init__(
@@ -37,12 +36,12 @@ class StageProgress:
         spark: SparkSession,
         stage: str,
         units: int | None = None,
-        documents: Callable[[], int] | None = None,
         stream: TextIO | None = None,
         interval: float = 0.5,
     ):
         self.context = spark.sparkContext
-        self.stage, self.units, self.documents = stage, units, documents
+        self.stage, self.units = stage, units
+        self.documents = self.context.accumulator(0)
         self.stream = stream or sys.stderr
         self.interval = interval
         self.group = f"tokenmill-{stage}-{time.time_ns()}"
@@ -83,8 +82,8 @@ class StageProgress:
         else:
             label = "tasks"
         parts = [f"{self.stage:<9}", f"{label} {done:,}/{total:,}"]
-        if self.documents is not None and elapsed > 0:
-            parts.append(f"{self.documents() / elapsed:,.1f} docs/s")
+        if self.documents.value and elapsed > 0:
+            parts.append(f"{self.documents.value / elapsed:,.1f} docs/s")
         if final:
             parts.append(f"done in {_clock(elapsed)}")
         elif 0 < done < total:

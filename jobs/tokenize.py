@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pyspark import Accumulator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -98,7 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---- 1-2. shuffle and encode --------------------------------------------------------------------------
 
 
-def encode(docs: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed: int) -> DataFrame:
+def encode(
+    docs: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed: int, encoded: Accumulator
+) -> DataFrame:
     """(id, order, n, tokens) for every document, range-partitioned and sorted by (order, id).
 
     The sort comes first, on the text, so that Spark's sampling for the range bounds never runs the
@@ -113,6 +116,7 @@ def encode(docs: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed:
             ids = batch.column("id").to_pylist()
             repeats = [doc_id == before for doc_id, before in zip(ids, [previous, *ids[:-1]], strict=True)]
             previous = ids[-1] if ids else previous
+            encoded.add(len(ids))
             yield batch.append_column("repeat", pa.array(repeats, pa.bool_()))
 
     return ordered.mapInArrow(compute, _ddl(TOKENS_SCHEMA) + ", `repeat` boolean")
@@ -229,12 +233,17 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"tokenize: {spec.name} has no {ENDOFTEXT} token to start documents with")
     spark = build_session(args.master, app_name="tokenmill-tokenize")
     session_seconds = time.perf_counter() - started
-    with StageProgress(spark, "tokenize"):
-        return tokenize(spark, args, spec, s3, session_seconds)
+    with StageProgress(spark, "tokenize") as progress:
+        return tokenize(spark, args, spec, s3, session_seconds, progress.documents)
 
 
 def tokenize(
-    spark: SparkSession, args: argparse.Namespace, spec: EncodingSpec, s3: S3Options, session_seconds: float
+    spark: SparkSession,
+    args: argparse.Namespace,
+    spec: EncodingSpec,
+    s3: S3Options,
+    session_seconds: float,
+    encoded: Accumulator,
 ) -> int:
     started = time.perf_counter() - session_seconds
     vocab_size = encoding_for(spec).n_vocab
@@ -260,7 +269,7 @@ def tokenize(
     clock = time.perf_counter()
     rows = docs.count()  # from the Parquet footers
     kept = docs.where(F.col("text").isNotNull() & (F.col("text") != ""))
-    ordered = encode(kept, spec, shard_format, args.seed).localCheckpoint()
+    ordered = encode(kept, spec, shard_format, args.seed, encoded).localCheckpoint()
     totals = (
         ordered.groupBy(F.spark_partition_id().alias("part"))
         .agg(

@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml infra/setup.sh
 	touch $@
 
 run: setup
-	$(BIN)/tokenmill run $(SAMPLES) -o $(OUT) --dump sample
+	$(BIN)/tokenmill run $(SAMPLES) -o $(OUT) --dump sample --keep-removed
 
 test: setup
 	$(BIN)/python -m pytest -q tests

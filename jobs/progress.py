@@ -81,7 +81,12 @@ class StageProgress:
             done, total, label = min(done, self.units), self.units, "units"
         else:
             label = "tasks"
-        parts = [f"{self.stage:<9}", f"{label} {done:,}/{total:,}"]
+        # Spark counts the tasks of stages it skips (their shuffle output is reused) in a job's total
+        # but never completes them, so a finished stage shows the tasks that ran.
+        parts = [
+            f"{self.stage:<9}",
+            f"{label} {done:,}" if final and label == "tasks" else f"{label} {done:,}/{total:,}",
+        ]
         if self.documents.value and elapsed > 0:
             parts.append(f"{self.documents.value / elapsed:,.1f} docs/s")
         if final:

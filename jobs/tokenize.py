@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -125,7 +126,10 @@ def encode(
 # ---- 3. layout ----------------------------------------------------------------------------------------
 
 
-def _per_partition(frame: DataFrame, bases: dict[int, int], step, schema: pa.Schema) -> DataFrame:
+Step = Callable[[Iterator[pa.RecordBatch], int], Iterator[pa.RecordBatch]]
+
+
+def _per_partition(frame: DataFrame, bases: dict[int, int], step: Step, schema: pa.Schema) -> DataFrame:
     """mapInArrow of step(batches, base) over each partition of `frame`, in order, where `base` is the
     stream position of the partition's first token."""
     columns = list(frame.columns)
@@ -175,17 +179,22 @@ def write_shards(
 
     def compute(batches):
         writer: ShardWriter | None = None
-        for batch in batches:
-            shards = batch.column("shard").to_numpy()
-            for shard in np.unique(shards):  # sorted: the partition is ordered by (shard, offset)
-                if writer is not None and writer.index != shard:
-                    yield _entry_batch(writer.commit())
-                    writer = None
-                if writer is None:
-                    writer = ShardWriter(directory, int(shard), shard_format, s3)
-                writer.add(batch.filter(pa.array(shards == shard)))
-        if writer is not None:
-            yield _entry_batch(writer.commit())
+        try:
+            for batch in batches:
+                shards = batch.column("shard").to_numpy()
+                for shard in np.unique(shards):  # sorted: the partition is ordered by (shard, offset)
+                    if writer is not None and writer.index != shard:
+                        yield _entry_batch(writer.commit())
+                        writer = None
+                    if writer is None:
+                        writer = ShardWriter(directory, int(shard), shard_format, s3)
+                    writer.add(batch.filter(pa.array(shards == shard)))
+            if writer is not None:
+                yield _entry_batch(writer.commit())
+        except BaseException:
+            if writer is not None:
+                writer.abort()  # its local temporary files; nothing under a final name was written
+            raise
 
     # piece_frame is checkpointed: the sampling for the range bounds reads it instead of recomputing it
     ordered = piece_frame.repartitionByRange(num_shards, "shard").sortWithinPartitions("shard", "offset")

@@ -41,6 +41,8 @@ def _sha256_file(path: str) -> str:
 
 
 class ShardWriter:
+    """Builds shard `index` in local temporary files from its pieces; `commit` publishes all three."""
+
     def __init__(self, directory: str, index: int, shard_format: ShardFormat, s3: S3Options):
         self.directory, self.index, self.format, self.s3 = directory, index, shard_format, s3
         self.name = shard_name(index)

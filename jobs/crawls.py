@@ -17,7 +17,7 @@ if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the rep
 
 import argparse
 
-from pipeline.crawls import DEFAULT_INDEX, load_index, processed
+from pipeline.crawls import DEFAULT_INDEX, CrawlIndexError, load_index, processed
 from pipeline.storage import S3Options
 
 
@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     s3 = S3Options(endpoint_url=args.s3_endpoint)
-    crawls = load_index(args.index, s3)
+    try:
+        crawls = load_index(args.index, s3)
+    except CrawlIndexError as exc:
+        raise SystemExit(f"crawls: {exc}") from None
     header = ["id", "name", "from", "to"] + (["status"] if args.root else [])
     rows = [
         [crawl.id, crawl.name, crawl.start, crawl.end]

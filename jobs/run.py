@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             crawls = load_index(args.index, s3)
             crawl = resolve(crawls, args.crawl)
-        except (CrawlIndexError, OSError) as exc:
+        except CrawlIndexError as exc:
             raise SystemExit(f"run: {exc}") from None
         root = crawl_root(args.output, crawl)
         if processed(args.output, crawl, s3):

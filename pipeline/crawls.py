@@ -68,7 +68,11 @@ def parse_index(data: bytes, source: str) -> list[Crawl]:
 
 def load_index(uri: str, s3: S3Options) -> list[Crawl]:
     """Read a collinfo.json from a local path, an http(s):// URL or s3://."""
-    return parse_index(read_bytes(uri, s3), uri)
+    try:
+        data = read_bytes(uri, s3)
+    except OSError as exc:  # a missing file, no route to the index server, a refused connection
+        raise CrawlIndexError(f"{uri}: cannot be read ({exc})") from None
+    return parse_index(data, uri)
 
 
 def resolve(crawls: list[Crawl], name: str) -> Crawl:

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise SystemExit("sample: --top-k must be >= 1")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not (Path(args.checkpoint) / "manifest.json").is_file():
+        raise SystemExit(f"sample: {args.checkpoint} is not a `tokenmill train` output directory")
     manifest = json.loads((Path(args.checkpoint) / "manifest.json").read_text())
     encoding = load_encoding(manifest["tokenizer"]["source"])
     model, _ = load_model(args.checkpoint, device)

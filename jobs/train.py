@@ -19,6 +19,7 @@ if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the rep
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from trainer.config import load_config
     from trainer.train import train
 
+    if not (Path(args.data) / "manifest.json").is_file():
+        raise SystemExit(f"train: {args.data} has no manifest.json; --data is ROOT/tokens/<tokenizer>")
     train(args.data, load_config(args.config), args.out, args.resume, args.max_steps, args.device)
     return 0
 

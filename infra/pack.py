@@ -22,7 +22,6 @@ import argparse
 import gzip
 import io
 import os
-import re
 import sys
 import tarfile
 import zipfile
@@ -30,15 +29,12 @@ from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_PACKAGES = ("jobs", "pipeline", "tokenizer")
 ON_EVERY_SPARK_NODE = {"pyspark", "py4j"}
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def runtime_closure(root: str = "tokenmill") -> list[metadata.Distribution]:
@@ -52,17 +48,17 @@ def runtime_closure(root: str = "tokenmill") -> list[metadata.Distribution]:
             continue
         visited.add((name, extras))
         dist = metadata.distribution(name)
-        seen[_canonical(dist.metadata["Name"])] = dist
+        seen[canonicalize_name(dist.metadata["Name"])] = dist
         environments = [{"extra": extra} for extra in extras] or [{"extra": ""}]
         for line in dist.requires or []:
             requirement = Requirement(line)
             if requirement.marker and not any(requirement.marker.evaluate(env) for env in environments):
                 continue
-            child = _canonical(requirement.name)
+            child = canonicalize_name(requirement.name)
             if child not in ON_EVERY_SPARK_NODE:
                 pending.append((child, frozenset(requirement.extras)))
-    seen.pop(_canonical(root))
-    return sorted(seen.values(), key=lambda dist: _canonical(dist.metadata["Name"]))
+    seen.pop(canonicalize_name(root))
+    return sorted(seen.values(), key=lambda dist: canonicalize_name(dist.metadata["Name"]))
 
 
 def _tar_file(archive: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:

@@ -40,8 +40,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.progress import StageProgress
-from jobs.runinfo import latest_recipe, versions
+from jobs.runinfo import versions
 from jobs.spark import add_cluster_arguments
+from pipeline.recipe import latest_ingest_recipe
 from pipeline.storage import (
     S3Options,
     delete,
@@ -236,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     s3 = S3Options(endpoint_url=args.s3_endpoint)
     try:
         spec = load_spec(args.encoding, s3)
+        encoding_for(spec)  # parses and checks the ranks here, not in a task
     except ValueError as exc:
         raise SystemExit(f"tokenize: {exc}") from None
     if ENDOFTEXT not in spec.special_tokens:
@@ -347,7 +349,7 @@ def tokenize(
             "val_tokens": asked,
             "input": source,
         },
-        "recipe": latest_recipe(root, s3),
+        "recipe": latest_ingest_recipe(root, s3),
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": fingerprint,

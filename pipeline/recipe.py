@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomllib
 
+from pipeline.storage import S3Options, join, list_files, read_bytes
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -109,3 +111,13 @@ def load_recipe(name_or_path: str = "fineweb", overrides: list[str] | None = Non
         document = _merge(document, _parse_override(override))
     name = str(document.pop("name", Path(name_or_path).stem))
     return Recipe(name=name, tables=document)
+
+
+def latest_ingest_recipe(root: str, s3: S3Options) -> dict[str, Any] | None:
+    """{sha256, recipe, run} of the newest `tokenmill ingest` run record under ROOT; None when ROOT has
+    none (a Parquet dataset made elsewhere)."""
+    runs = [uri for uri in list_files(join(root, "runs"), s3) if uri.rsplit("/", 1)[-1].startswith("ingest-")]
+    if not runs:
+        return None
+    record = json.loads(read_bytes(max(runs), s3))
+    return {"sha256": record["recipe_sha256"], "recipe": record["recipe"], "run": max(runs)}

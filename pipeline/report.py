@@ -27,7 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.filters import signal_columns
-from pipeline.recipe import load_recipe
+from pipeline.recipe import latest_ingest_recipe, load_recipe
 from pipeline.storage import (
     S3Options,
     exists,
@@ -712,8 +712,8 @@ def _iter_sections(root: str, s3: S3Options) -> Iterator[str]:
         for uri in list_files(join(root, "tokens"), s3)
         if uri.endswith("/manifest.json")
     }
-    runs = [uri for uri in list_files(join(root, "runs"), s3) if uri.rsplit("/", 1)[-1].startswith("ingest-")]
-    recipe = json.loads(read_bytes(max(runs), s3))["recipe"] if runs else None
+    run = latest_ingest_recipe(root, s3)
+    recipe = run["recipe"] if run else None
     if recipe is None:
         recipe = {"name": "fineweb (preset: no run record)", **load_recipe("fineweb", []).tables}
     lines = thresholds(recipe)

@@ -90,19 +90,15 @@ class _Standard:
     special_tokens: dict[str, int]
 
 
+_R50K = _Standard(
+    "r50k_base.tiktoken",
+    "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+    R50K_PATTERN,
+    {ENDOFTEXT: 50256},
+)
 STANDARD: dict[str, _Standard] = {
-    "gpt2": _Standard(
-        "r50k_base.tiktoken",
-        "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
-        R50K_PATTERN,
-        {ENDOFTEXT: 50256},
-    ),
-    "r50k_base": _Standard(
-        "r50k_base.tiktoken",
-        "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
-        R50K_PATTERN,
-        {ENDOFTEXT: 50256},
-    ),
+    "gpt2": _R50K,  # GPT-2's encoder.json + vocab.bpe give exactly these ranks
+    "r50k_base": _R50K,
     "p50k_base": _Standard(
         "p50k_base.tiktoken",
         "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
@@ -178,7 +174,6 @@ def trained_spec(path: str, s3: S3Options | None = None) -> EncodingSpec:
         raise ValueError(
             f"{path}: {RANK_FILE} has sha256 {digest}, {CONFIG_FILE} says {config['rank_file_sha256']}"
         )
-    parse_ranks(data, join(directory, RANK_FILE))  # fail here, with the file's name, not in a task
     return EncodingSpec(config["name"], path, config["pattern"], config["special_tokens"], digest, data)
 
 

@@ -38,11 +38,6 @@ Results: tables on stdout, merged into WORK/dedup_results.json (other keys and s
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__":  # bench/tokenize.py would shadow the standard library's tokenize: bench/ goes last
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import gzip
 import json
@@ -66,8 +61,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.charset import decode_html
-from pipeline.minhash import PRESETS, MinHashConfig, MinHasher, normalize_for_dedup
+from tokenmill.pipeline.dedup.minhash import PRESETS, MinHashConfig, MinHasher, normalize_for_dedup
+from tokenmill.pipeline.ingest.charset import decode_html
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SRC = REPO_ROOT.parent / "shared" / "data"

@@ -24,11 +24,6 @@ the bench runs; the results record the commit and any uncommitted changes.
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__":  # bench/tokenize.py would shadow the standard library's tokenize: bench/ goes last
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import contextlib
 import gzip
@@ -40,6 +35,7 @@ import platform
 import resource
 import shutil
 import subprocess
+import sys
 import time
 import traceback
 from collections import Counter
@@ -75,14 +71,14 @@ from tldextract import TLDExtract
 from trafilatura.deduplication import LRU_TEST
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.charset import decode_html
-from pipeline.document import Document
-from pipeline.filters import Filter, build_text_filters
-from pipeline.filters.language import bundled_model_path
-from pipeline.filters.url import URLFilter as TokenmillURLFilter
-from pipeline.ingest import IngestJob, process_unit
-from pipeline.recipe import load_recipe
-from pipeline.text import is_punctuation_char, terminal_punctuation
+from tokenmill.pipeline.ingest.charset import decode_html
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters import Filter, build_text_filters
+from tokenmill.pipeline.ingest.filters.language import bundled_model_path
+from tokenmill.pipeline.ingest.filters.url import URLFilter as TokenmillURLFilter
+from tokenmill.pipeline.ingest.unit import IngestJob, process_unit
+from tokenmill.pipeline.recipe import load_recipe
+from tokenmill.pipeline.text import is_punctuation_char, terminal_punctuation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SRC = REPO_ROOT.parent / "shared" / "data" / "extraction"

@@ -15,12 +15,6 @@ trainer.mfu's formula and peak table for both (None on a CPU). Target on an H100
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, bench/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import json
 import math
@@ -35,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenizer.shards import UINT16, read_shard, write_shard
-from trainer.config import load_config
-from trainer.data import open_token_set
-from trainer.mfu import flops_per_token, peak_flops
-from trainer.model import GPT, GPTConfig
-from trainer.train import WARMUP_STEPS, resolve, train
+from tokenmill.tokenizer.shards import UINT16, read_shard, write_shard
+from tokenmill.trainer.config import load_config
+from tokenmill.trainer.data import open_token_set
+from tokenmill.trainer.mfu import flops_per_token, peak_flops
+from tokenmill.trainer.model import GPT, GPTConfig
+from tokenmill.trainer.train import WARMUP_STEPS, resolve, train
 
 GPT2_VOCAB, GPT2_EOT = 50257, 50256
 

@@ -9,8 +9,8 @@
   recipe, the archive does not carry the interpreter: `bin/python` points at this machine's base Python
   (recorded in `pyvenv.cfg`), so nodes need the same Python at the same path (true of a cluster built
   from one image; the Dockerfile in infra/ is the fully self-contained route).
-* `tokenmill-code.zip` (`--py-files`): the packages `jobs`, `pipeline`, `tokenizer` with their data
-  files, so new code ships without rebuilding the environment. The code reads its data through
+* `tokenmill-code.zip` (`--py-files`): the packages `jobs`, `pipeline`, `tokenizer` as `tokenmill.*`,
+  with their data files, so new code ships without rebuilding the environment. The code reads its data through
   importlib.resources, which works inside a zip.
 
 Both are written deterministically (sorted entries, fixed timestamps) and atomically.
@@ -109,10 +109,12 @@ def pack_code(out: Path) -> Path:
     """Write the code zip: every file of the code packages except bytecode caches."""
     temp = out.with_name(f".{out.name}.tmp")
     with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        # zipimport finds regular packages only: the installed `tokenmill` is a namespace (package-dir)
+        archive.writestr(zipfile.ZipInfo("tokenmill/__init__.py", FIXED_TIME), b"")
         for package in CODE_PACKAGES:
             for path in sorted((REPO / package).rglob("*")):
                 if path.is_file() and "__pycache__" not in path.parts:
-                    info = zipfile.ZipInfo(path.relative_to(REPO).as_posix(), FIXED_TIME)
+                    info = zipfile.ZipInfo(f"tokenmill/{path.relative_to(REPO).as_posix()}", FIXED_TIME)
                     info.compress_type = zipfile.ZIP_DEFLATED
                     archive.writestr(info, path.read_bytes())
     os.replace(temp, out)

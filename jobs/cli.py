@@ -8,7 +8,18 @@ from types import ModuleType
 
 
 def _jobs() -> dict[str, tuple[ModuleType, str]]:
-    from jobs import crawls, dedup, ingest, report, run, sample, scrub, tokenize, train, train_tokenizer
+    from tokenmill.jobs import (
+        crawls,
+        dedup,
+        ingest,
+        report,
+        run,
+        sample,
+        scrub,
+        tokens,
+        train,
+        train_tokenizer,
+    )
 
     return {
         "run": (run, "the whole pipeline: ingest -> dedup -> tokenize -> report, each stage resumable"),
@@ -19,7 +30,7 @@ def _jobs() -> dict[str, tuple[ModuleType, str]]:
             train_tokenizer,
             "byte-level BPE on the corpus: counted in Spark, merged on the driver",
         ),
-        "tokenize": (tokenize, "final documents -> shuffled token shards (.bin, .idx, .parquet, manifest)"),
+        "tokenize": (tokens, "final documents -> shuffled token shards (.bin, .idx, .parquet, manifest)"),
         "train": (train, "token shards -> a GPT (one GPU or many under torchrun), checkpoints, metrics"),
         "sample": (sample, "text from a trained checkpoint: greedy, temperature, top-k, top-p"),
         "report": (report, "ROOT -> ROOT/report.html: funnel, languages, signals, dedup, tokens, loss"),

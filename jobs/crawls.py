@@ -9,16 +9,11 @@ complete token set, else "new": what `tokenmill run --crawl latest` would still 
 
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-import argparse
-
-from pipeline.crawls import DEFAULT_INDEX, CrawlIndexError, load_index, processed
-from pipeline.storage import S3Options
+from tokenmill.pipeline.ingest.crawls import DEFAULT_INDEX, CrawlIndexError, load_index, processed
+from tokenmill.pipeline.storage import S3Options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python jobs/crawls.py ...: the same parser as `tokenmill crawls`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["crawls", *sys.argv[1:]]))

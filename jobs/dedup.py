@@ -18,15 +18,10 @@ Everything below is a Spark DataFrame operation; nothing is collected to the dri
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import hashlib
 import json
+import sys
 import time
 from typing import Any
 
@@ -35,13 +30,13 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StructField, StructType
 
-from jobs.progress import StageProgress
-from jobs.spark import add_cluster_arguments
-from pipeline.dedup import PII_KINDS, dedup_keys, scrub_batches
-from pipeline.minhash import PRESETS, MinHasher
-from pipeline.output import FINEWEB_COLUMNS
-from pipeline.pii import PIIConfig
-from pipeline.storage import S3Options, exists, join, read_bytes, write_atomic
+from tokenmill.jobs.spark.progress import StageProgress
+from tokenmill.jobs.spark.session import add_cluster_arguments
+from tokenmill.pipeline.dedup.keys import PII_KINDS, dedup_keys, scrub_batches
+from tokenmill.pipeline.dedup.minhash import PRESETS, MinHasher
+from tokenmill.pipeline.dedup.pii import PIIConfig
+from tokenmill.pipeline.ingest.output import FINEWEB_COLUMNS
+from tokenmill.pipeline.storage import S3Options, exists, join, read_bytes, write_atomic
 
 TEXT_BUCKET, URL_BUCKET = -1, -2  # bucket "bands" besides the LSH bands 0..b-1
 PRIOR_PREFIX = "prior:"  # keeps a document id seen in an earlier run distinct from the same id now
@@ -286,7 +281,7 @@ def _fingerprint(docs: DataFrame, args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.spark import build_session
+    from tokenmill.jobs.spark.session import build_session
 
     spark = build_session(args.master, app_name="tokenmill-dedup")
     with StageProgress(spark, "dedup") as progress:
@@ -394,6 +389,6 @@ def format_table(stats: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":  # spark-submit jobs/dedup.py ...: the same parser as `tokenmill dedup`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["dedup", *sys.argv[1:]]))

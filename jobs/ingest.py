@@ -9,28 +9,23 @@ unit's Parquet, stats and completion marker itself; the driver only plans and su
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import json
 import logging
+import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
-from jobs.progress import StageProgress
-from jobs.runinfo import versions
-from jobs.spark import add_cluster_arguments
-from pipeline.ingest import IngestJob, completed_stats, process_unit
-from pipeline.recipe import load_recipe
-from pipeline.sources import expand_inputs, unit_name
-from pipeline.stats import UnitStats
-from pipeline.storage import S3Options, join, write_atomic
+from tokenmill.jobs.runinfo import versions
+from tokenmill.jobs.spark.progress import StageProgress
+from tokenmill.jobs.spark.session import add_cluster_arguments
+from tokenmill.pipeline.ingest.sources import expand_inputs, unit_name
+from tokenmill.pipeline.ingest.stats import UnitStats
+from tokenmill.pipeline.ingest.unit import IngestJob, completed_stats, process_unit
+from tokenmill.pipeline.recipe import load_recipe
+from tokenmill.pipeline.storage import S3Options, join, write_atomic
 
 log = logging.getLogger("tokenmill.ingest")
 
@@ -144,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     results: list[dict[str, Any]] = []
     if pending:
-        from jobs.spark import build_session
+        from tokenmill.jobs.spark.session import build_session
 
         spark = build_session(args.master, app_name="tokenmill-ingest")
         context = spark.sparkContext
@@ -191,6 +186,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # spark-submit jobs/ingest.py ...: the same parser as `tokenmill ingest`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["ingest", *sys.argv[1:]]))

@@ -10,16 +10,11 @@ is not needed: the Parquet columns are read with pyarrow, one file at a time.
 
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-import argparse
-
-from pipeline.report import write_report
-from pipeline.storage import S3Options
+from tokenmill.pipeline.report import write_report
+from tokenmill.pipeline.storage import S3Options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python jobs/report.py -o ROOT: the same parser as `tokenmill report`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["report", *sys.argv[1:]]))

@@ -16,18 +16,13 @@ a schedule that runs `--crawl latest` each month never admits a document of an e
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
+import sys
 import time
 
-from jobs import cli
-from jobs.spark import add_cluster_arguments
-from pipeline.crawls import (
+from tokenmill.jobs import cli
+from tokenmill.jobs.spark.session import add_cluster_arguments
+from tokenmill.pipeline.ingest.crawls import (
     DEFAULT_INDEX,
     CrawlIndexError,
     crawl_root,
@@ -36,7 +31,7 @@ from pipeline.crawls import (
     resolve,
     warc_manifest,
 )
-from pipeline.storage import S3Options, join
+from tokenmill.pipeline.storage import S3Options, join
 
 EXIT_INCOMPLETE = 3
 
@@ -121,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"run: {command[0]} failed with status {code}; rerun to resume", file=sys.stderr)
             return code
     if not args.no_report:
-        from pipeline.report import write_report
+        from tokenmill.pipeline.report import write_report
 
         print(f"run: report {write_report(root, s3)}")
     print(f"run: complete in {time.perf_counter() - started:,.1f} s -> {root}")
@@ -129,6 +124,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # spark-submit jobs/run.py ...: the same parser as `tokenmill run`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["run", *sys.argv[1:]]))

@@ -11,14 +11,9 @@ begins; generation stops at the next EOT (the end of the document) or after N to
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -36,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from tokenizer.encodings import load_encoding
-    from trainer.sample import generate, load_model
+    from tokenmill.tokenizer.encodings import load_encoding
+    from tokenmill.trainer.sample import generate, load_model
 
     if args.temperature < 0 or (args.top_p is not None and not 0 < args.top_p <= 1):
         raise SystemExit("sample: --temperature must be >= 0 and --top-p in (0, 1]")
@@ -71,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python jobs/sample.py ...: the same parser as `tokenmill sample`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["sample", *sys.argv[1:]]))

@@ -9,19 +9,14 @@ made in each document. OUT is replaced as a whole on every run (Spark's job comm
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
+import sys
 
 from pyspark.sql import functions as F
 
-from jobs.dedup import scrub_frame
-from pipeline.dedup import PII_KINDS
-from pipeline.pii import PIIConfig
+from tokenmill.jobs.dedup import scrub_frame
+from tokenmill.pipeline.dedup.keys import PII_KINDS
+from tokenmill.pipeline.dedup.pii import PIIConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.spark import build_session
+    from tokenmill.jobs.spark.session import build_session
 
     spark = build_session(args.master, app_name="tokenmill-scrub")
     docs = spark.read.parquet(args.input)
@@ -55,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # spark-submit jobs/scrub.py ...: the same parser as `tokenmill scrub`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["scrub", *sys.argv[1:]]))

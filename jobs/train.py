@@ -12,13 +12,8 @@ checkpoint.pt, config.json, manifest.json and metrics.jsonl (one JSON object per
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -34,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.config import load_config
-    from trainer.train import train
+    from tokenmill.trainer.config import load_config
+    from tokenmill.trainer.train import train
 
     if not (Path(args.data) / "manifest.json").is_file():
         raise SystemExit(f"train: {args.data} has no manifest.json; --data is ROOT/tokens/<tokenizer>")
@@ -44,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # torchrun jobs/train.py ...: the same parser as `tokenmill train`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["train", *sys.argv[1:]]))

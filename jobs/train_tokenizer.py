@@ -13,22 +13,17 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
+import sys
 import time
 
 from pyspark.sql import functions as F
 
-from jobs.runinfo import versions
-from jobs.spark import add_cluster_arguments
-from pipeline.storage import S3Options, join
-from tokenizer.bpe import TrainedTokenizer, count_chunk_batches, num_merges_for, train_merges
-from tokenizer.encodings import ENDOFTEXT, GPT4_PATTERN
+from tokenmill.jobs.runinfo import versions
+from tokenmill.jobs.spark.session import add_cluster_arguments
+from tokenmill.pipeline.storage import S3Options, join
+from tokenmill.tokenizer.bpe import TrainedTokenizer, count_chunk_batches, num_merges_for, train_merges
+from tokenmill.tokenizer.encodings import ENDOFTEXT, GPT4_PATTERN
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.spark import build_session
+    from tokenmill.jobs.spark.session import build_session
 
     started = time.perf_counter()
     special = tuple(args.special)
@@ -128,6 +123,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # spark-submit jobs/train_tokenizer.py ...: the same parser as the CLI
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["train-tokenizer", *sys.argv[1:]]))

@@ -1,6 +1,6 @@
-"""tokenmill's pipeline stages: plain Python over plain records, no Spark import anywhere below here.
+"""tokenmill's pipeline stages as plain Python over plain records; no Spark import anywhere below here.
 
-The data's path: sources (which files) -> warc (records) -> charset (text) -> extract (main text)
--> filters (URL, language, Gopher, C4, FineWeb) -> output (Parquet, stats, markers).
-`ingest.process_unit` strings them together for one input file; `jobs/` runs it on Spark.
+ingest/ (files -> documents) -> dedup/ (keys, PII) -> report/ (a run's page); storage/ is the I/O layer
+every stage reads and writes through, recipe.py holds every threshold of a run, errors.py the user-error
+type. The tokenizer and trainer live beside this package (`tokenmill.tokenizer`, `tokenmill.trainer`).
 """

@@ -16,16 +16,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomllib
 
-from pipeline.storage import S3Options, join, list_files, read_bytes
+from tokenmill.pipeline.errors import UserError
+from tokenmill.pipeline.storage import S3Options, join, list_files, read_bytes
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-PRESETS_DIR = resources.files("pipeline") / "presets"  # zip-safe: works from spark-submit --py-files
+PRESETS_DIR = (
+    resources.files("tokenmill.pipeline") / "presets"
+)  # zip-safe: works from spark-submit --py-files
 ConfigT = TypeVar("ConfigT")
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe that cannot be used: unknown preset, unknown key, wrong type."""
 
 

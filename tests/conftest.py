@@ -48,7 +48,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def spark():
     """One local[2] Spark session for the whole test run (each start costs seconds)."""
-    from jobs.spark import build_session
+    from tokenmill.jobs.spark.session import build_session
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = build_session("local[2]", app_name="tokenmill-tests")

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from pipeline.charset import decode_html
-from pipeline.warc import RawRecord, iter_records
 from tests.conftest import WARC_DIR
+from tokenmill.pipeline.ingest.charset import decode_html
+from tokenmill.pipeline.ingest.warc import RawRecord, iter_records
 
 
 def _responses(name: str) -> dict[str, RawRecord]:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from jobs import cli
+from tokenmill.jobs import cli
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = sorted(cli._jobs())
+SCRIPT_NAMES = {command: command.replace("-", "_") for command in COMMANDS} | {"tokenize": "tokens"}
 SCRIPTS = sorted(
-    path.name for path in (REPO / "jobs").glob("*.py") if path.stem in {c.replace("-", "_") for c in COMMANDS}
+    path.name for path in (REPO / "jobs").glob("*.py") if path.stem in set(SCRIPT_NAMES.values())
 )
 
 

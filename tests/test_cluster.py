@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli
 from tests.conftest import WARC_DIR, _free_port
+from tokenmill.jobs import cli
 
 REPO = Path(__file__).resolve().parents[1]
 SPARK_CLASS = Path(sys.executable).parent / "spark-class"

@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from jobs.cli import main
-from pipeline.crawls import (
+from tokenmill.jobs.cli import main
+from tokenmill.pipeline.ingest.crawls import (
     CrawlIndexError,
     crawl_root,
     load_index,
@@ -23,7 +23,7 @@ from pipeline.crawls import (
     resolve,
     warc_manifest,
 )
-from pipeline.storage import S3Options
+from tokenmill.pipeline.storage import S3Options
 
 CRAWLS = Path(__file__).parent / "data" / "crawls"
 INDEX = CRAWLS / "collinfo.json"

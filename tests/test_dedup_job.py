@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli
-from jobs.dedup import connected_components, verified_edges
 from tests.conftest import DATA, WARC_DIR
+from tokenmill.jobs import cli
+from tokenmill.jobs.dedup import connected_components, verified_edges
 
 FUZZY = DATA / "dedup" / "documents_with_fuzzy_duplicates"
 
@@ -140,7 +140,7 @@ def test_same_clusters_for_any_partitioning_and_on_rerun(dedup_run, tmp_path):
 
 def test_transitive_duplicates_form_one_cluster(spark, tmp_path):
     """A~B and B~C share bands, A and C share none: still one cluster."""
-    from pipeline.minhash import PRESETS, MinHasher
+    from tokenmill.pipeline.dedup.minhash import PRESETS, MinHasher
 
     base = " ".join(_real_documents()[16]["text"].split()[:400])
     hasher = MinHasher(PRESETS["fineweb"])

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.document import Document
-from pipeline.extract import Extractor, ExtractSettings, visible_text
-from pipeline.filters.language import LanguageFilter, bundled_model_path, load_model
-from pipeline.recipe import load_recipe
 from tests.conftest import DATA
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.extract import Extractor, ExtractSettings, visible_text
+from tokenmill.pipeline.ingest.filters.language import LanguageFilter, bundled_model_path, load_model
+from tokenmill.pipeline.recipe import load_recipe
 
 RECIPE = load_recipe("fineweb")
 
@@ -98,8 +98,8 @@ def test_newlines_are_spaces_for_scoring():
 
 
 def _first_html(path, url_part: str = "") -> str:
-    from pipeline.charset import decode_html
-    from pipeline.warc import RawRecord, iter_records
+    from tokenmill.pipeline.ingest.charset import decode_html
+    from tokenmill.pipeline.ingest.warc import RawRecord, iter_records
 
     with open(path, "rb") as stream:
         for record in iter_records(stream):

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from pipeline.document import Document
-from pipeline.filters import build_text_filters, signal_columns
-from pipeline.filters.c4 import C4Filter
-from pipeline.filters.fineweb_quality import FineWebQualityFilter
-from pipeline.filters.gopher_quality import GopherQualityFilter
-from pipeline.filters.gopher_repetition import GopherRepetitionFilter
-from pipeline.recipe import RecipeError, load_recipe
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters import build_text_filters, signal_columns
+from tokenmill.pipeline.ingest.filters.c4 import C4Filter
+from tokenmill.pipeline.ingest.filters.fineweb_quality import FineWebQualityFilter
+from tokenmill.pipeline.ingest.filters.gopher_quality import GopherQualityFilter
+from tokenmill.pipeline.ingest.filters.gopher_repetition import GopherRepetitionFilter
+from tokenmill.pipeline.recipe import RecipeError, load_recipe
 
 TEXT_DIR = Path(__file__).parent / "data" / "text"
 TEXT_FILTERS = {

@@ -31,7 +31,7 @@ TEMPLATES = [*(INFRA / "k8s").glob("*.yaml"), *(INFRA / "emr").glob("*.json"), I
 
 def _job_parser(script: str) -> argparse.ArgumentParser:
     """The parser of jobs/<name>.py, exactly as `tokenmill <name>` and spark-submit build it."""
-    module = importlib.import_module(f"jobs.{Path(script).stem}")
+    module = importlib.import_module(f"tokenmill.jobs.{Path(script).stem}")
     parser = argparse.ArgumentParser(prog=script, exit_on_error=False)
     module.add_arguments(parser)
     return parser
@@ -219,7 +219,10 @@ def test_dockerfile_copies_what_the_templates_run():
         relative = spec["mainApplicationFile"].removeprefix(f"local://{IMAGE_ROOT}/")
         assert relative.split("/")[0] in copied, relative
     modules = re.search(r'python3 -c "import ([\w., ]+)"', dict(instructions)["RUN"]).group(1).split(", ")
-    assert all((REPO / (module.replace(".", "/") + ".py")).is_file() for module in modules)
+    folders = [REPO / module.removeprefix("tokenmill.").replace(".", "/") for module in modules]
+    assert all(
+        folder.with_suffix(".py").is_file() or (folder / "__init__.py").is_file() for folder in folders
+    )
     users = [value for kind, value in instructions if kind == "USER"]
     assert users[-1] not in ("root", "0")
     assert json.loads(dict(instructions)["ENTRYPOINT"]) == ["/opt/entrypoint.sh"]

@@ -18,12 +18,12 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli
-from pipeline.ingest import IngestJob, process_unit, unit_paths
-from pipeline.output import FINEWEB_COLUMNS
-from pipeline.recipe import load_recipe
-from pipeline.sources import unit_name
 from tests.conftest import WARC_DIR
+from tokenmill.jobs import cli
+from tokenmill.pipeline.ingest.output import FINEWEB_COLUMNS
+from tokenmill.pipeline.ingest.sources import unit_name
+from tokenmill.pipeline.ingest.unit import IngestJob, process_unit, unit_paths
+from tokenmill.pipeline.recipe import load_recipe
 
 REAL_INPUTS = [
     WARC_DIR / "resiliparse-warcfile.warc.gz",  # genuine CC-MAIN-2020-34, CJK charsets
@@ -163,7 +163,7 @@ def test_rerun_skips_completed_units_and_changes_nothing(local_run, capsys):
 
 
 def test_crash_mid_unit_leaves_nothing_visible_and_rerun_completes(tmp_path, monkeypatch):
-    from pipeline import ingest
+    from tokenmill.pipeline.ingest import unit as ingest
 
     source = WARC_DIR / "dolma-sample-0000.warc.gz"
     job = IngestJob(root=str(tmp_path / "out"), recipe=load_recipe("fineweb"))
@@ -193,7 +193,17 @@ def test_killed_job_resumes_without_duplicates(spark, tmp_path):
     """SIGKILL a real `tokenmill ingest` process mid-run, then rerun: every unit once, ids unique."""
     inputs = [str(path) for path in REAL_INPUTS[3:6] + REAL_INPUTS[9:]]
     root = tmp_path / "out"
-    command = [sys.executable, "-m", "jobs.cli", "ingest", *inputs, "-o", str(root), "--master", "local[1]"]
+    command = [
+        sys.executable,
+        "-m",
+        "tokenmill.jobs.cli",
+        "ingest",
+        *inputs,
+        "-o",
+        str(root),
+        "--master",
+        "local[1]",
+    ]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.storage import S3Options
-from tokenizer.layout import Layout, pieces, running_starts
-from tokenizer.shards import UINT16, decode_header, format_for_vocab, read_index, read_shard
-from tokenizer.writer import ShardWriter
+from tokenmill.pipeline.storage import S3Options
+from tokenmill.tokenizer.layout import Layout, pieces, running_starts
+from tokenmill.tokenizer.shards import UINT16, decode_header, format_for_vocab, read_index, read_shard
+from tokenmill.tokenizer.writer import ShardWriter
 
 
 def _docs(counts: list[int]) -> pa.RecordBatch:

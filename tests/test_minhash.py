@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.minhash import (
+from tokenmill.pipeline.dedup.minhash import (
     PRESETS,
     MinHashConfig,
     MinHasher,
@@ -204,7 +204,7 @@ def test_keys_are_identical_in_a_fresh_process():
     texts = [licence("react_mit_license"), licence("pytorch_license"), "Ünïcode text, with 3 numbers!"]
     script = (
         "import json, sys\n"
-        "from pipeline.minhash import PRESETS, MinHasher\n"
+        "from tokenmill.pipeline.dedup.minhash import PRESETS, MinHasher\n"
         "texts = json.loads(sys.stdin.read())\n"
         "print(json.dumps({name: MinHasher(config).band_keys_batch(texts).tolist()"
         " for name, config in PRESETS.items()}))\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.pii import EMAIL_DUMMIES, IP_DUMMIES, PHONE_DUMMY, PIIConfig, scrub
+from tokenmill.pipeline.dedup.pii import EMAIL_DUMMIES, IP_DUMMIES, PHONE_DUMMY, PIIConfig, scrub
 
 PII = Path(__file__).parent / "data" / "pii"
 WITH_PHONES = PIIConfig(phones=True)

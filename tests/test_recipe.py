@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.recipe import RecipeError, load_recipe
+from tokenmill.pipeline.recipe import RecipeError, load_recipe
 
 
 def test_fineweb_preset_has_the_design_thresholds():

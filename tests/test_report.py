@@ -22,11 +22,20 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
-from pipeline.filters import signal_columns
-from pipeline.recipe import load_recipe
-from pipeline.report import KEPT, LENGTH_COLUMN, REMOVED, VAL, funnel, render, thresholds, write_report
-from pipeline.storage import S3Options
+from tokenmill.jobs.cli import main
+from tokenmill.pipeline.ingest.filters import signal_columns
+from tokenmill.pipeline.recipe import load_recipe
+from tokenmill.pipeline.report import (
+    KEPT,
+    LENGTH_COLUMN,
+    REMOVED,
+    VAL,
+    funnel,
+    render,
+    thresholds,
+    write_report,
+)
+from tokenmill.pipeline.storage import S3Options
 
 WARCS = Path(__file__).parent / "data" / "warc"
 S3 = S3Options()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli
 from tests.conftest import WARC_DIR
+from tokenmill.jobs import cli
 
 OLDER, NEWER = "CC-MAIN-2024-10", "CC-MAIN-2024-18"
 # The crawls' WARCs: the newer crawl sees the older one's pages again, plus new ones.

@@ -9,9 +9,9 @@ import sys
 import boto3
 import pytest
 
-from pipeline.sources import InputError, expand_inputs, unit_name
-from pipeline.storage import S3Options
 from tests.conftest import WARC_DIR
+from tokenmill.pipeline.ingest.sources import InputError, expand_inputs, unit_name
+from tokenmill.pipeline.storage import S3Options
 
 CC_PATHS = WARC_DIR / "cc-notebooks_CC-MAIN-2019-35-warc.paths"
 
@@ -193,6 +193,6 @@ def test_unit_names_are_distinct_for_a_real_manifest():
 
 def test_unit_names_are_the_same_in_another_process():
     uri = "s3://commoncrawl/crawl-data/CC-MAIN-2019-35/x.warc.gz"
-    code = f"from pipeline.sources import unit_name; print(unit_name({uri!r}))"
+    code = f"from tokenmill.pipeline.ingest.sources import unit_name; print(unit_name({uri!r}))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == unit_name(uri)

@@ -15,7 +15,9 @@ import botocore.paginate
 import pytest
 from botocore.exceptions import ClientError
 
-from pipeline.storage import (
+from tests.conftest import WARC_DIR
+from tokenmill.pipeline.ingest.warc import RawRecord, iter_records
+from tokenmill.pipeline.storage import (
     S3Options,
     delete,
     exists,
@@ -28,8 +30,6 @@ from pipeline.storage import (
     upload_file_atomic,
     write_atomic,
 )
-from pipeline.warc import RawRecord, iter_records
-from tests.conftest import WARC_DIR
 
 WHIRLWIND = WARC_DIR / "whirlwind.warc.gz"
 

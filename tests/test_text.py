@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import text
-from pipeline.text import count_duplicates, count_sentences, is_symbol_word, split_words
+from tokenmill.pipeline import text
+from tokenmill.pipeline.text import count_duplicates, count_sentences, is_symbol_word, split_words
 
 # (rule, text, spaCy's words)
 # fmt: off

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import rustbpe
 
-from jobs import cli
 from tests.conftest import DATA
-from tokenizer import load_encoding
-from tokenizer.bpe import GPT4_PATTERN
+from tokenmill.jobs import cli
+from tokenmill.tokenizer import load_encoding
+from tokenmill.tokenizer.bpe import GPT4_PATTERN
 
 SHAKESPEARE = (DATA / "text" / "tinyshakespeare_input.txt").read_text(encoding="utf-8")
 

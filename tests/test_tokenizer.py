@@ -12,8 +12,8 @@ import rustbpe
 import tiktoken
 
 from tests.conftest import DATA
-from tokenizer import bpe
-from tokenizer.encodings import RANKS_DIR, STANDARD, load_encoding, load_spec, parse_ranks
+from tokenmill.tokenizer import bpe
+from tokenmill.tokenizer.encodings import RANKS_DIR, STANDARD, load_encoding, load_spec, parse_ranks
 
 TEXT = DATA / "text"
 SHAKESPEARE = (TEXT / "tinyshakespeare_input.txt").read_text(encoding="utf-8")
@@ -85,7 +85,7 @@ def test_a_tampered_rank_file_is_refused(tmp_path, monkeypatch):
     shutil.copytree(RANKS_DIR, copy)
     data = (copy / "r50k_base.tiktoken").read_bytes()
     (copy / "r50k_base.tiktoken").write_bytes(data.replace(b" 50255\n", b" 50254\n"))
-    monkeypatch.setattr("tokenizer.encodings.RANKS_DIR", copy)
+    monkeypatch.setattr("tokenmill.tokenizer.encodings.RANKS_DIR", copy)
     with pytest.raises(ValueError, match="sha256"):
         load_spec("gpt2")
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.trainer_data import random_documents, write_token_set
-from tokenizer.shards import UINT32, write_shard
-from trainer.data import RankBatches, WindowStream, open_token_set
+from tokenmill.tokenizer.shards import UINT32, write_shard
+from tokenmill.trainer.data import RankBatches, WindowStream, open_token_set
 
 VOCAB, EOT, SEQ = 500, 499, 16
 

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
 from tests.conftest import DATA
+from tokenmill.jobs.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,16 @@ def shakespeare_tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
     speeches = [speech.strip() for speech in re.split(r"\n\s*\n", text) if speech.strip()]
     ids = [f"speech-{i:05d}" for i in range(len(speeches))]
     pq.write_table(pa.table({"id": ids, "text": speeches}), work / "speeches.parquet")
-    command = [sys.executable, "-m", "jobs.cli", "tokenize", "-o", str(work / "root"), "--encoding", "gpt2"]
+    command = [
+        sys.executable,
+        "-m",
+        "tokenmill.jobs.cli",
+        "tokenize",
+        "-o",
+        str(work / "root"),
+        "--encoding",
+        "gpt2",
+    ]
     command += [
         "--input",
         str(work / "speeches.parquet"),

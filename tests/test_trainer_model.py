@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer import mfu
-from trainer.config import load_config
-from trainer.model import GPT, GPTConfig, KVCache
-from trainer.sample import generate
+from tokenmill.trainer import mfu
+from tokenmill.trainer.config import load_config
+from tokenmill.trainer.model import GPT, GPTConfig, KVCache
+from tokenmill.trainer.sample import generate
 
 SMALL = {"vocab_size": 96, "block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32}
 VARIANTS = {

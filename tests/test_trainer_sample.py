@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.sample import next_token_probs, pick
+from tokenmill.trainer.sample import next_token_probs, pick
 
 PROBS = torch.tensor([[0.5, 0.25, 0.15, 0.07, 0.03]], dtype=torch.float64)
 LOGITS = PROBS.log()

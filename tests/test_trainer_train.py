@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from jobs.cli import main
 from tests.trainer_data import random_documents, write_token_set
-from trainer.checkpoint import CHECKPOINT
-from trainer.config import load_config
-from trainer.schedule import Schedule
-from trainer.train import train
+from tokenmill.jobs.cli import main
+from tokenmill.trainer.checkpoint import CHECKPOINT
+from tokenmill.trainer.config import load_config
+from tokenmill.trainer.schedule import Schedule
+from tokenmill.trainer.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 VOCAB, EOT = 500, 499

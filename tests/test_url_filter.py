@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.document import Document
-from pipeline.filters.url import URLFilter, normalize
-from pipeline.recipe import RecipeError, load_recipe
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters.url import URLFilter, normalize
+from tokenmill.pipeline.recipe import RecipeError, load_recipe
 
 
 def url_filter(**overrides: Any) -> URLFilter:

@@ -11,8 +11,8 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 from warcio.recordloader import ArcWarcRecord
 
-from pipeline.warc import RawRecord, RecordError, SourceError, iter_records
 from tests.conftest import WARC_DIR
+from tokenmill.pipeline.ingest.warc import RawRecord, RecordError, SourceError, iter_records
 
 COPYCAT_ARC = WARC_DIR / "copycat-cc2008-small-sample-1213893279526_0.arc.gz"
 CC2008_WARC = WARC_DIR / "derived" / "cc2008-arc-sample-1213893279526_0.converted.warc.gz"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenizer.shards import dtype_name, format_for_vocab, write_shard
+from tokenmill.tokenizer.shards import dtype_name, format_for_vocab, write_shard
 
 
 def random_documents(count: int, vocab_size: int, eot: int, seed: int, lengths: tuple[int, int]) -> list:

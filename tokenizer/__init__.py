@@ -1,5 +1,5 @@
 """Tokenization into token shards (DESIGN.md §5): standard encodings, BPE training, shard formats."""
 
-from tokenizer.encodings import ENDOFTEXT, load_encoding, load_spec
+from tokenmill.tokenizer.encodings import ENDOFTEXT, load_encoding, load_spec
 
 __all__ = ["ENDOFTEXT", "load_encoding", "load_spec"]

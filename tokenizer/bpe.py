@@ -29,8 +29,8 @@ import pyarrow as pa
 import regex
 import tiktoken
 
-from pipeline.storage import S3Options, join, write_atomic
-from tokenizer.encodings import (
+from tokenmill.pipeline.storage import S3Options, join, write_atomic
+from tokenmill.tokenizer.encodings import (
     CONFIG_FILE,
     ENDOFTEXT,
     GPT4_PATTERN,

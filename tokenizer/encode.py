@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
-from tokenizer.encodings import EncodingSpec, encoding_for
+from tokenmill.tokenizer.encodings import EncodingSpec, encoding_for
 
 TOKENS_SCHEMA = pa.schema(
     [("id", pa.string()), ("order", pa.int64()), ("n", pa.int64()), ("tokens", pa.binary())]

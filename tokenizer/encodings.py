@@ -23,10 +23,10 @@ from pathlib import Path
 
 import tiktoken
 
-from pipeline.storage import S3Options, join, read_bytes
+from tokenmill.pipeline.storage import S3Options, join, read_bytes
 
 ENDOFTEXT = "<|endoftext|>"
-RANKS_DIR = resources.files("tokenizer") / "ranks"  # zip-safe: works from spark-submit --py-files
+RANKS_DIR = resources.files("tokenmill.tokenizer") / "ranks"  # zip-safe: works from spark-submit --py-files
 RANK_FILE, CONFIG_FILE = "tokenizer.tiktoken", "tokenizer.json"
 
 # The split patterns and special tokens are part of each encoding's definition (as tiktoken has them).

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.storage import S3Options, join, upload_file_atomic
-from tokenizer.shards import ShardFormat, encode_header
+from tokenmill.pipeline.storage import S3Options, join, upload_file_atomic
+from tokenmill.tokenizer.shards import ShardFormat, encode_header
 
 
 def shard_name(index: int) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tokenizer.shards import (
+from tokenmill.tokenizer.shards import (
     HEADER_BYTES,
     ShardFormat,
     decode_header,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from trainer.model import GPT
+from tokenmill.trainer.model import GPT
 
 # Matched in order against torch.cuda.get_device_name(), e.g. "NVIDIA H100 80GB HBM3" (SXM),
 # "NVIDIA H100 PCIe", "NVIDIA H200", "NVIDIA A100-SXM4-80GB". More specific names come first.

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from trainer import checkpoint
-from trainer.config import from_dict
-from trainer.model import GPT, GPTConfig, KVCache
+from tokenmill.trainer import checkpoint
+from tokenmill.trainer.config import from_dict
+from tokenmill.trainer.model import GPT, GPTConfig, KVCache
 
 
 def next_token_probs(

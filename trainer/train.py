@@ -29,12 +29,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from trainer import checkpoint
-from trainer.config import TrainConfig
-from trainer.data import RankBatches, TokenSet, WindowStream, open_token_set
-from trainer.mfu import flops_per_token, mfu, peak_flops
-from trainer.model import GPT, GPTConfig
-from trainer.schedule import Schedule
+from tokenmill.trainer import checkpoint
+from tokenmill.trainer.config import TrainConfig
+from tokenmill.trainer.data import RankBatches, TokenSet, WindowStream, open_token_set
+from tokenmill.trainer.mfu import flops_per_token, mfu, peak_flops
+from tokenmill.trainer.model import GPT, GPTConfig
+from tokenmill.trainer.schedule import Schedule
 
 WARMUP_STEPS = 3  # per process, left out of tokens/s
 VOCAB_MULTIPLE = 64

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 import ahocorasick
 import tldextract
 
-from pipeline.document import Document
-from pipeline.recipe import RecipeError, table_config
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.recipe import RecipeError, table_config
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 # Read through importlib.resources, so the lists load when the code ships as a zip (spark-submit --py-files).
-BUNDLED_LISTS = resources.files("pipeline") / "lists"
+BUNDLED_LISTS = resources.files("tokenmill.pipeline.ingest.filters") / "lists"
 # List file name -> whether its entries are normalized (word lists) or taken as-is (domains, URLs).
 LIST_FILES = {
     "domains.txt": False,

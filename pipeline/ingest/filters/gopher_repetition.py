@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
-from pipeline.document import Document
-from pipeline.recipe import RecipeError, table_config
-from pipeline.text import count_duplicates
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.recipe import RecipeError, table_config
+from tokenmill.pipeline.text import count_duplicates
 
 TOP_NGRAM_SIZES = (2, 3, 4)
 DUP_NGRAM_SIZES = (5, 6, 7, 8, 9, 10)

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.document import Document
-from pipeline.recipe import table_config
-from pipeline.text import count_sentences
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.recipe import table_config
+from tokenmill.pipeline.text import count_sentences
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")

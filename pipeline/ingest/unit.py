@@ -18,18 +18,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from pipeline.charset import decode_html
-from pipeline.document import Document
-from pipeline.extract import Extractor, ExtractSettings
-from pipeline.filters import Filter, build_text_filters
-from pipeline.filters.language import LanguageFilter
-from pipeline.filters.url import URLFilter
-from pipeline.output import DocumentWriter
-from pipeline.recipe import Recipe, load_recipe
-from pipeline.sources import unit_name
-from pipeline.stats import UnitStats
-from pipeline.storage import S3Options, exists, join, open_input, read_bytes, write_atomic
-from pipeline.warc import RawRecord, RecordError, iter_records
+from tokenmill.pipeline.ingest.charset import decode_html
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.extract import Extractor, ExtractSettings
+from tokenmill.pipeline.ingest.filters import Filter, build_text_filters
+from tokenmill.pipeline.ingest.filters.language import LanguageFilter
+from tokenmill.pipeline.ingest.filters.url import URLFilter
+from tokenmill.pipeline.ingest.output import DocumentWriter
+from tokenmill.pipeline.ingest.sources import unit_name
+from tokenmill.pipeline.ingest.stats import UnitStats
+from tokenmill.pipeline.ingest.warc import RawRecord, RecordError, iter_records
+from tokenmill.pipeline.recipe import Recipe, load_recipe
+from tokenmill.pipeline.storage import S3Options, exists, join, open_input, read_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,10 @@ A rerun with the same inputs and settings is skipped; after a crash a rerun rewr
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":  # run as a script, jobs/ leads sys.path: put the repository there (jobs/__init__)
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -39,11 +34,11 @@ from pyspark import Accumulator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.progress import StageProgress
-from jobs.runinfo import versions
-from jobs.spark import add_cluster_arguments
-from pipeline.recipe import latest_ingest_recipe
-from pipeline.storage import (
+from tokenmill.jobs.runinfo import versions
+from tokenmill.jobs.spark.progress import StageProgress
+from tokenmill.jobs.spark.session import add_cluster_arguments
+from tokenmill.pipeline.recipe import latest_ingest_recipe
+from tokenmill.pipeline.storage import (
     S3Options,
     delete,
     exists,
@@ -53,11 +48,11 @@ from pipeline.storage import (
     remove_stale_temps,
     write_atomic,
 )
-from tokenizer.encode import TOKENS_SCHEMA, encode_batches
-from tokenizer.encodings import ENDOFTEXT, EncodingSpec, encoding_for, load_spec
-from tokenizer.layout import PIECE_SCHEMA, Layout, pieces, running_starts
-from tokenizer.shards import ShardFormat, dtype_name, format_for_vocab
-from tokenizer.writer import ShardWriter
+from tokenmill.tokenizer.encode import TOKENS_SCHEMA, encode_batches
+from tokenmill.tokenizer.encodings import ENDOFTEXT, EncodingSpec, encoding_for, load_spec
+from tokenmill.tokenizer.layout import PIECE_SCHEMA, Layout, pieces, running_starts
+from tokenmill.tokenizer.shards import ShardFormat, dtype_name, format_for_vocab
+from tokenmill.tokenizer.writer import ShardWriter
 
 DEFAULT_SHARD_TOKENS = 100_000_000
 DEFAULT_VAL_TOKENS = 10_000_000
@@ -227,7 +222,7 @@ def _fingerprint(docs: DataFrame, spec: EncodingSpec, args: argparse.Namespace) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.spark import build_session
+    from tokenmill.jobs.spark.session import build_session
 
     started = time.perf_counter()
     if args.shard_tokens < 1 or args.shard_tokens >= 1 << 31:
@@ -397,6 +392,6 @@ def format_table(manifest: dict[str, Any], directory: str) -> str:
 
 
 if __name__ == "__main__":  # spark-submit jobs/tokenize.py ...: the same parser as `tokenmill tokenize`
-    from jobs.cli import main
+    from tokenmill.jobs.cli import main
 
     sys.exit(main(["tokenize", *sys.argv[1:]]))

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.document import Document
-from pipeline.recipe import table_config
-from pipeline.text import count_duplicates, terminal_punctuation
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.recipe import table_config
+from tokenmill.pipeline.text import count_duplicates, terminal_punctuation
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
-from pipeline.minhash import MinHasher, normalize_for_dedup
-from pipeline.pii import PIIConfig, scrub
+from tokenmill.pipeline.dedup.minhash import MinHasher, normalize_for_dedup
+from tokenmill.pipeline.dedup.pii import PIIConfig, scrub
 
 KEY_SCHEMA = pa.schema(
     [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.text import split_words
+from tokenmill.pipeline.text import split_words
 
 
 @dataclass

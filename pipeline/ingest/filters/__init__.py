@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pipeline.document import Document
-from pipeline.recipe import Recipe
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.recipe import Recipe
 
 
 class Filter(Protocol):
@@ -26,11 +26,11 @@ class Filter(Protocol):
 def build_text_filters(recipe: Recipe, all_signals: bool = False) -> list[Filter]:
     """The filters that run on extracted text, in FineWeb's order (the URL filter runs before extraction).
     `all_signals`: every filter computes all its signals even for the documents it drops."""
-    from pipeline.filters.c4 import C4Filter
-    from pipeline.filters.fineweb_quality import FineWebQualityFilter
-    from pipeline.filters.gopher_quality import GopherQualityFilter
-    from pipeline.filters.gopher_repetition import GopherRepetitionFilter
-    from pipeline.filters.language import LanguageFilter
+    from tokenmill.pipeline.ingest.filters.c4 import C4Filter
+    from tokenmill.pipeline.ingest.filters.fineweb_quality import FineWebQualityFilter
+    from tokenmill.pipeline.ingest.filters.gopher_quality import GopherQualityFilter
+    from tokenmill.pipeline.ingest.filters.gopher_repetition import GopherRepetitionFilter
+    from tokenmill.pipeline.ingest.filters.language import LanguageFilter
 
     stages = [
         ("language", LanguageFilter),
@@ -49,10 +49,10 @@ def build_text_filters(recipe: Recipe, all_signals: bool = False) -> list[Filter
 
 def signal_columns() -> list[str]:
     """Every signal column any text filter can write, in a fixed order (the Parquet schema)."""
-    from pipeline.filters.c4 import C4Filter
-    from pipeline.filters.fineweb_quality import FineWebQualityFilter
-    from pipeline.filters.gopher_quality import GopherQualityFilter
-    from pipeline.filters.gopher_repetition import GopherRepetitionFilter
+    from tokenmill.pipeline.ingest.filters.c4 import C4Filter
+    from tokenmill.pipeline.ingest.filters.fineweb_quality import FineWebQualityFilter
+    from tokenmill.pipeline.ingest.filters.gopher_quality import GopherQualityFilter
+    from tokenmill.pipeline.ingest.filters.gopher_repetition import GopherRepetitionFilter
 
     columns: list[str] = []
     for filter_class in (GopherRepetitionFilter, GopherQualityFilter, C4Filter, FineWebQualityFilter):

@@ -17,7 +17,8 @@ import os
 import re
 from urllib.parse import urlparse
 
-from pipeline.storage import S3Options, exists, join, list_files, local_path, read_bytes, split_s3
+from tokenmill.pipeline.errors import UserError
+from tokenmill.pipeline.storage import S3Options, exists, join, list_files, local_path, read_bytes, split_s3
 
 _GLOB_CHARS = "*?["
 _MANIFEST_SUFFIXES = (".paths", ".paths.gz")
@@ -26,7 +27,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_STEM = 120
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """An input names nothing readable: a missing file, an empty directory, a glob without matches."""
 
 

@@ -23,15 +23,11 @@ Results: a table on stdout and WORK/tokenize_results.json.
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__":  # bench/tokenize.py would shadow the standard library's tokenize: bench/ goes last
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dedup import DEFAULT_SRC, DEFAULT_WORK, load_corpus, progress
 
-from tokenizer import bpe, load_encoding
+from tokenmill.tokenizer import bpe, load_encoding
 
 TOKENMILL = Path(sys.executable).parent / "tokenmill"
 ENCODE_TARGET, TRAIN_TARGET = 0.8, 2.0

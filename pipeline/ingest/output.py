@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.document import Document
-from pipeline.filters import signal_columns
-from pipeline.storage import S3Options, upload_file_atomic
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters import signal_columns
+from tokenmill.pipeline.storage import S3Options, upload_file_atomic
 
 FINEWEB_COLUMNS = [
     ("text", pa.string()),

@@ -16,9 +16,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from pipeline.document import Document
-from pipeline.extract import visible_text
-from pipeline.recipe import RecipeError
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.extract import visible_text
+from tokenmill.pipeline.recipe import RecipeError
 
 _PRECHECK_CHARS = 20_000
 

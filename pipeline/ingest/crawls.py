@@ -18,14 +18,15 @@ import json
 import re
 from dataclasses import dataclass
 
-from pipeline.storage import S3Options, join, list_files, read_bytes
+from tokenmill.pipeline.errors import UserError
+from tokenmill.pipeline.storage import S3Options, join, list_files, read_bytes
 
 DEFAULT_INDEX = "https://index.commoncrawl.org/collinfo.json"
 CRAWL_ID = re.compile(r"CC-MAIN-(\d{4})-(\d{2})")
 _LEGACY_ID = re.compile(r"CC-MAIN-\d{4}(-\d{4})?")
 
 
-class CrawlIndexError(ValueError):
+class CrawlIndexError(UserError):
     """An index that cannot be read as Common Crawl's collinfo.json, or a crawl it does not list."""
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from operator import gt, lt
 from typing import Any
 
-from pipeline.document import Document
-from pipeline.recipe import table_config
-from pipeline.text import is_symbol_word
+from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.recipe import table_config
+from tokenmill.pipeline.text import is_symbol_word
 
 
 @dataclass(frozen=True)

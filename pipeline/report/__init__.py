@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.filters import signal_columns
-from pipeline.recipe import latest_ingest_recipe, load_recipe
-from pipeline.storage import (
+from tokenmill.pipeline.ingest.filters import signal_columns
+from tokenmill.pipeline.recipe import latest_ingest_recipe, load_recipe
+from tokenmill.pipeline.storage import (
     S3Options,
     exists,
     join,

@@ -7,7 +7,7 @@ SAMPLES := tests/data/warc/resiliparse-warcfile.warc.gz tests/data/warc/dolma-sa
            tests/data/warc/derived/cc2008-arc-sample-1213893279526_0.converted.warc.gz \
            tests/data/warc/jeffharwell-filter_test_1.wet.gz
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# The unit tests alone: no Spark, S3 server, cluster, browser or training run (well under a minute).
+test-fast: setup
+	$(BIN)/python -m pytest -q tests -m "not (spark or cluster or s3 or browser or slow)"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -5,7 +5,8 @@
 #   infra/submit.sh --master spark://10.0.0.5:7077 run s3://commoncrawl/crawl-data/CC-MAIN-2024-22/warc.paths.gz \
 #       -o s3://my-bucket/tokenmill/CC-MAIN-2024-22
 #
-# JOB is a file of jobs/ without .py (run, ingest, dedup, tokenize, train_tokenizer, scrub). The
+# JOB is a tokenmill command (run, ingest, dedup, scrub, train-tokenizer, tokenize), run through its
+# entry script jobs/<job>.py (tokenize's is jobs/tokens.py: no script may shadow the stdlib). The
 # environment archive and code zip come from infra/pack.py (built into $TOKENMILL_BUILD, default build/,
 # when missing; TOKENMILL_REPACK=1 rebuilds them). Executors run ./environment/bin/python from the
 # archive; in client mode the driver runs $PYSPARK_DRIVER_PYTHON (default: this checkout's .venv).
@@ -26,8 +27,9 @@ while [ $# -gt 0 ] && [[ $1 == --* ]]; do
   esac
 done
 [ $# -ge 1 ] || { echo "usage: infra/submit.sh --master URL [spark-submit options] JOB [ARGS...]" >&2; exit 2; }
-job=$1; shift
-[ -f "$repo/jobs/$job.py" ] || { echo "submit: no job jobs/$job.py" >&2; exit 2; }
+job=${1//-/_}; shift
+[ "$job" = tokenize ] && job=tokens
+[ -f "$repo/jobs/$job.py" ] || { echo "submit: no job jobs/$job.py; JOB is a tokenmill command such as run" >&2; exit 2; }
 
 if [ "${TOKENMILL_REPACK:-0}" = 1 ] || [ ! -f "$build/tokenmill-env.tar.gz" ] || [ ! -f "$build/tokenmill-code.zip" ]; then
   "$python" "$repo/infra/pack.py" --out "$build"

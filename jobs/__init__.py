@@ -1,7 +1,10 @@
-"""Spark drivers, one per batch job (`spark-submit jobs/<name>.py`), and the `tokenmill` CLI over them.
+"""The Spark layer and the entry points.
 
-Run as a script, a file in this folder puts the folder itself first on `sys.path`, where
-`jobs/tokenize.py` would stand in for the standard library's `tokenize` (which `inspect`, `linecache`
-and so numpy and pyspark import). Each job script therefore starts by putting the repository root
-there instead, before any other import.
+jobs/<job>.py   thin entry points for spark-submit / torchrun / python (jobs/tokens.py is `tokenize`:
+                no file here may shadow a standard-library module, since a script's folder leads
+                sys.path)
+jobs/cli.py     the `tokenmill` command, built from the stages' settings declarations
+jobs/stages/    one module per stage: its settings dataclass and `run_<stage>(spark, settings)`
+jobs/spark/     every Spark-specific piece: session, datasets in/out through the storage layer,
+                connected components, progress
 """

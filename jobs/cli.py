@@ -1,59 +1,129 @@
-"""The `tokenmill` command: one subcommand per job, running the same code as `spark-submit jobs/<job>.py`."""
+"""The `tokenmill` command: one subcommand per stage, each built from the stage's settings declaration.
+
+For every command: parse the options into the stage's settings (a `UserError` for a value that cannot
+be right), check what can be checked without Spark (recipe, inputs, output root, tokenizer), start the
+Spark session only then, and call the stage function. A `UserError` anywhere is printed as one line
+with exit status 2; exit status 3 means the stage finished but left work undone (failed input units,
+an accounting mismatch) that a rerun retries; any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
+
+from tokenmill.jobs.stages import (
+    crawls,
+    dedup,
+    ingest,
+    report,
+    run,
+    sample,
+    scrub,
+    tokenize,
+    train,
+    train_tokenizer,
+)
+from tokenmill.jobs.stages.settings import add_options, from_options
+from tokenmill.pipeline.errors import UserError
+
+EXIT_USER_ERROR, EXIT_INCOMPLETE = 2, 3
 
 
-def _jobs() -> dict[str, tuple[ModuleType, str]]:
-    from tokenmill.jobs import (
-        crawls,
-        dedup,
-        ingest,
-        report,
-        run,
-        sample,
-        scrub,
-        tokens,
-        train,
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: where its options are declared, how its settings are built, checked and run."""
+
+    module: ModuleType  # its docstring is the command's description
+    options: tuple[type, ...]  # settings classes whose fields are the options
+    run: Callable[..., dict[str, Any]]  # run(spark, settings) when `spark`, else run(settings)
+    check: Callable[[Any], Any] | None = None
+    spark: bool = True
+    build: Callable[[argparse.Namespace], Any] | None = None  # default: the first options class
+    skip: frozenset[str] = frozenset()
+
+    def settings(self, namespace: argparse.Namespace) -> Any:
+        return self.build(namespace) if self.build else from_options(self.options[0], namespace)
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command(
+        run, run.OPTION_SOURCES, run.run_run, run.check_run, build=run.pipeline_settings, skip=run.CHAINED
+    ),
+    "ingest": Command(ingest, (ingest.IngestSettings,), ingest.run_ingest, ingest.check_ingest),
+    "dedup": Command(dedup, (dedup.DedupSettings,), dedup.run_dedup, dedup.check_dedup),
+    "scrub": Command(scrub, (scrub.ScrubSettings,), scrub.run_scrub, scrub.check_scrub),
+    "train-tokenizer": Command(
         train_tokenizer,
-    )
+        (train_tokenizer.TrainTokenizerSettings,),
+        train_tokenizer.run_train_tokenizer,
+        train_tokenizer.check_train_tokenizer,
+    ),
+    "tokenize": Command(
+        tokenize, (tokenize.TokenizeSettings,), tokenize.run_tokenize, tokenize.check_tokenize
+    ),
+    "train": Command(train, (train.TrainSettings,), train.run_train, spark=False),
+    "sample": Command(sample, (sample.SampleSettings,), sample.run_sample, sample.check_sample, spark=False),
+    "report": Command(report, (report.ReportSettings,), report.run_report, spark=False),
+    "crawls": Command(crawls, (crawls.CrawlsSettings,), crawls.run_crawls, spark=False),
+}
 
-    return {
-        "run": (run, "the whole pipeline: ingest -> dedup -> tokenize -> report, each stage resumable"),
-        "ingest": (ingest, "WARC/WET files -> FineWeb-filtered documents (Parquet)"),
-        "dedup": (dedup, "documents -> exact + MinHash dedup -> PII scrubbing -> final documents"),
-        "scrub": (scrub, "PII scrubbing alone, on any id,text Parquet"),
-        "train-tokenizer": (
-            train_tokenizer,
-            "byte-level BPE on the corpus: counted in Spark, merged on the driver",
-        ),
-        "tokenize": (tokens, "final documents -> shuffled token shards (.bin, .idx, .parquet, manifest)"),
-        "train": (train, "token shards -> a GPT (one GPU or many under torchrun), checkpoints, metrics"),
-        "sample": (sample, "text from a trained checkpoint: greedy, temperature, top-k, top-p"),
-        "report": (report, "ROOT -> ROOT/report.html: funnel, languages, signals, dedup, tokens, loss"),
-        "crawls": (crawls, "Common Crawl's crawls (collinfo.json), and which ones a ROOT has processed"),
-    }
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tokenmill", description="Common Crawl to training shards on Spark.")
+    commands = top.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=command.module.SUMMARY,
+            description=command.module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_options(sub, *command.options, skip=command.skip)
+    return top
+
+
+def command_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """The parser of one command alone (`kwargs` go to ArgumentParser), as `tokenmill NAME` parses."""
+    command = COMMANDS[name]
+    sub = argparse.ArgumentParser(prog=f"tokenmill {name}", **kwargs)
+    add_options(sub, *command.options, skip=command.skip)
+    return sub
+
+
+def incomplete(stats: Any) -> bool:
+    """Whether a stage's stats (or a run's, nested) report work left undone."""
+    if not isinstance(stats, dict):
+        return False
+    if stats.get("failed_units") or stats.get("unbalanced_units") or stats.get("balanced") is False:
+        return True
+    return any(incomplete(value) for value in stats.values())
+
+
+def execute(name: str, namespace: argparse.Namespace) -> int:
+    command = COMMANDS[name]
+    settings = command.settings(namespace)
+    if command.check:
+        command.check(settings)
+    if not command.spark:
+        return EXIT_INCOMPLETE if incomplete(command.run(settings)) else 0
+    from tokenmill.jobs.spark.session import build_session
+
+    spark = build_session(namespace.master, app_name=f"tokenmill-{name}")
+    return EXIT_INCOMPLETE if incomplete(command.run(spark, settings)) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="tokenmill", description="Common Crawl to training shards on Spark."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (module, summary) in _jobs().items():
-        command = commands.add_parser(
-            name,
-            help=summary,
-            description=module.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        module.add_arguments(command)
-        command.set_defaults(handler=module.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    namespace = parser().parse_args(argv)
+    try:
+        return execute(namespace.command, namespace)
+    except UserError as error:
+        print(f"tokenmill {namespace.command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -54,3 +54,14 @@ def spark():
     session = build_session("local[2]", app_name="tokenmill-tests")
     yield session
     session.stop()
+
+
+# Markers by what a test uses, so `make test-fast` (-m "not slow and ...") selects the unit tests alone.
+_MARKER_OF_FIXTURE = {"spark": "spark", "s3_endpoint": "s3"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in _MARKER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)

@@ -1,6 +1,7 @@
 """The cluster path: a Spark standalone master and two workers on 127.0.0.1 (Spark's own Master and
 Worker through spark-class), the packed environment and code zip from infra/pack.py, the whole pipeline
-through infra/submit.sh (spark-submit --master spark://...): output identical to the local[2] run."""
+through infra/submit.sh (spark-submit --master spark://...) with input and output on the moto S3 server:
+output identical to the local[2] run on local disk."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import boto3
 import pytest
 
 from tests.conftest import WARC_DIR, _free_port
+from tests.test_s3_pipeline import assert_same_run, mirror
 from tokenmill.jobs import cli
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 SPARK_CLASS = Path(sys.executable).parent / "spark-class"
@@ -74,11 +78,9 @@ def standalone(tmp_path_factory):
             process.wait(timeout=60)
 
 
-def _table(path: Path, sort: str = "id"):
-    return pq.read_table(path).sort_by(sort)
-
-
-def test_whole_pipeline_on_a_standalone_cluster_equals_local(standalone, spark, tmp_path, capsys):
+def test_whole_pipeline_on_a_standalone_cluster_with_s3_equals_local(
+    standalone, spark, s3_endpoint, tmp_path, capsys
+):
     master_url, work_dirs = standalone
     started = time.perf_counter()
     local = tmp_path / "local"
@@ -88,13 +90,18 @@ def test_whole_pipeline_on_a_standalone_cluster_equals_local(standalone, spark, 
     )
     local_seconds = time.perf_counter() - started
 
-    cluster = tmp_path / "cluster"
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for bucket in ("cluster-in", "cluster-out"):
+        client.create_bucket(Bucket=bucket)
+    for path in INPUTS:
+        client.upload_file(path, "cluster-in", f"crawl/{Path(path).name}")
     env = {**os.environ, "TOKENMILL_BUILD": str(tmp_path / "build"), "PYSPARK_DRIVER_PYTHON": sys.executable}
     env.pop("PYSPARK_PYTHON", None)  # executors must take the packed environment's interpreter
     submit = [str(REPO / "infra" / "submit.sh"), "--master", master_url, "--conf", "spark.executor.memory=1g"]
     started = time.perf_counter()
     result = subprocess.run(
-        [*submit, "run", *INPUTS, "-o", str(cluster), "--dump", "t", "--no-report"],
+        [*submit, "run", "s3://cluster-in/crawl/", "-o", "s3://cluster-out/run", "--s3-endpoint", s3_endpoint]
+        + ["--dump", "t", "--no-report"],
         env=env,
         capture_output=True,
         text=True,
@@ -103,19 +110,11 @@ def test_whole_pipeline_on_a_standalone_cluster_equals_local(standalone, spark, 
     cluster_seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with capsys.disabled():
-        print(f"\n[cluster] local[2] {local_seconds:.1f} s, standalone 2 workers {cluster_seconds:.1f} s")
+        print(
+            f"\n[cluster] local[2] {local_seconds:.1f} s, standalone 2 workers on S3 {cluster_seconds:.1f} s"
+        )
 
     # the executors (two, of one app) ran the packed environment, unpacked in their work directories
     unpacked = [path for work in work_dirs for path in work.glob("app-*/*/environment/pyvenv.cfg")]
     assert len({path.parents[2].name for path in unpacked}) == 1 and len(unpacked) >= 2
-
-    local_units = sorted(path.name for path in (local / "documents").glob("*.parquet"))
-    assert local_units == sorted(path.name for path in (cluster / "documents").glob("*.parquet"))
-    for name in local_units:
-        assert _table(local / "documents" / name).equals(_table(cluster / "documents" / name)), name
-    assert _table(local / "final").equals(_table(cluster / "final"))
-    assert _table(local / "dedup" / "clusters").equals(_table(cluster / "dedup" / "clusters"))
-    local_tokens = json.loads((local / "tokens" / "gpt2" / "manifest.json").read_text())
-    cluster_tokens = json.loads((cluster / "tokens" / "gpt2" / "manifest.json").read_text())
-    assert local_tokens["shards"] == cluster_tokens["shards"]  # byte-identical: same sha256 per file
-    assert local_tokens["counts"] == cluster_tokens["counts"] and local_tokens["counts"]["documents"] > 0
+    assert_same_run(local, mirror(client, "cluster-out", "run", tmp_path / "cluster"))

@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import DATA, WARC_DIR
 from tokenmill.jobs import cli
-from tokenmill.jobs.dedup import connected_components, verified_edges
+from tokenmill.jobs.spark.components import connected_components
+from tokenmill.jobs.stages.dedup import verified_edges
 
 FUZZY = DATA / "dedup" / "documents_with_fuzzy_duplicates"
 

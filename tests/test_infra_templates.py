@@ -17,6 +17,8 @@ import pyspark
 import pytest
 import yaml
 
+from tokenmill.jobs import cli
+
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"
 K8S = {path.name: yaml.safe_load(path.read_text()) for path in sorted((INFRA / "k8s").glob("*.yaml"))}
@@ -32,9 +34,7 @@ TEMPLATES = [*(INFRA / "k8s").glob("*.yaml"), *(INFRA / "emr").glob("*.json"), I
 def _job_parser(script: str) -> argparse.ArgumentParser:
     """The parser of jobs/<name>.py, exactly as `tokenmill <name>` and spark-submit build it."""
     module = importlib.import_module(f"tokenmill.jobs.{Path(script).stem}")
-    parser = argparse.ArgumentParser(prog=script, exit_on_error=False)
-    module.add_arguments(parser)
-    return parser
+    return cli.command_parser(module.COMMAND, exit_on_error=False)
 
 
 def _accepts(script: str, arguments: list[str]) -> argparse.Namespace:

@@ -3,32 +3,51 @@
 from __future__ import annotations
 
 import functools
+import http.client
 import os
 import pickle
+import random
 import threading
+import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
 
 import boto3
 import botocore
 import botocore.paginate
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import WARC_DIR
+from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.ingest.warc import RawRecord, iter_records
 from tokenmill.pipeline.storage import (
     S3Options,
+    content_fingerprint,
     delete,
+    download_file,
     exists,
     join,
     list_files,
+    list_infos,
     open_input,
+    open_seekable,
     read_bytes,
     remove_stale_temps,
     s3_client,
+    stat,
     upload_file_atomic,
     write_atomic,
+)
+from tokenmill.pipeline.storage.parquet import (
+    dataset_files,
+    iter_batches,
+    read_schema,
+    read_table,
+    write_table,
 )
 
 WHIRLWIND = WARC_DIR / "whirlwind.warc.gz"
@@ -224,3 +243,244 @@ def test_http_read_and_exists(http_root):
     assert read_bytes(f"{http_root}/whirlwind.warc.gz", S3Options()) == WHIRLWIND.read_bytes()
     assert exists(f"{http_root}/whirlwind.warc.gz", S3Options())
     assert not exists(f"{http_root}/no-such.warc.gz", S3Options())
+
+
+def test_other_schemes_are_a_user_error(http_root):
+    with pytest.raises(UserError, match="cannot reach gs://bucket/key"):
+        exists("gs://bucket/key", S3Options())
+    with pytest.raises(UserError, match="only local paths and s3:// URIs"):
+        write_atomic(f"{http_root}/out.json", b"{}", S3Options())
+
+
+# -- versions and fingerprints -------------------------------------------------------------------------
+
+
+def test_stat_and_list_infos_give_size_and_version(s3, tmp_path):
+    options, client = s3
+    client.put_object(Bucket="tokenmill-storage", Key="infos/a.bin", Body=b"12345")
+    etag = client.head_object(Bucket="tokenmill-storage", Key="infos/a.bin")["ETag"].strip('"')
+    info = stat("s3://tokenmill-storage/infos/a.bin", options)
+    assert (info.size, info.version) == (5, etag)
+    assert list_infos("s3://tokenmill-storage/infos/", options) == [info]
+    with pytest.raises(FileNotFoundError):
+        stat("s3://tokenmill-storage/infos/missing.bin", options)
+
+    (tmp_path / "a.bin").write_bytes(b"123")
+    local = stat(str(tmp_path / "a.bin"), options)
+    assert (local.size, local.version) == (3, str((tmp_path / "a.bin").stat().st_mtime_ns))
+    assert list_infos(str(tmp_path), options) == [local]
+
+
+def _rewrite_same_size(uri: str, options: S3Options, data: bytes) -> None:
+    time.sleep(0.01)  # a new modification time even on filesystems with coarse clocks
+    write_atomic(uri, data, options)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_content_fingerprint_follows_every_visible_file(where, s3, tmp_path):
+    options, _ = s3
+    root = str(tmp_path / "dataset") if where == "local" else "s3://tokenmill-storage/fingerprint/dataset"
+    write_atomic(join(root, "a.parquet"), b"aaaa", options)
+    write_atomic(join(root, "sub", "b.parquet"), b"bbbb", options)
+    write_atomic(f"{root}-old/c.parquet", b"cccc", options)  # a sibling sharing the name's prefix
+    first = content_fingerprint(root, options)
+    assert content_fingerprint(root + "/", options) == first
+
+    write_atomic(join(root, ".a.parquet.1234.tmp"), b"partial", options)  # a crashed write's leftover
+    assert content_fingerprint(root, options) == first
+
+    _rewrite_same_size(join(root, "sub", "b.parquet"), options, b"BBBB")
+    rewritten = content_fingerprint(root, options)
+    assert rewritten != first
+
+    write_atomic(join(root, "d.parquet"), b"", options)
+    assert content_fingerprint(root, options) not in (first, rewritten)
+
+    single = content_fingerprint(join(root, "a.parquet"), options)
+    _rewrite_same_size(join(root, "a.parquet"), options, b"AAAA")
+    assert content_fingerprint(join(root, "a.parquet"), options) != single
+
+
+def test_download_file_from_s3_and_local(s3, tmp_path):
+    options, client = s3
+    data = random.Random(3).randbytes(3_000_000)
+    client.put_object(Bucket="tokenmill-storage", Key="download/blob.bin", Body=data)
+    download_file("s3://tokenmill-storage/download/blob.bin", str(tmp_path / "in" / "blob.bin"), options)
+    download_file(str(tmp_path / "in" / "blob.bin"), str(tmp_path / "copy.bin"), options)
+    assert (tmp_path / "in" / "blob.bin").read_bytes() == data == (tmp_path / "copy.bin").read_bytes()
+    assert _hidden(tmp_path / "in") == [] and _hidden(tmp_path) == []
+    with pytest.raises(ClientError):
+        download_file("s3://tokenmill-storage/download/missing.bin", str(tmp_path / "none.bin"), options)
+    assert not (tmp_path / "none.bin").exists() and _hidden(tmp_path) == []
+
+
+# -- random access on S3 -------------------------------------------------------------------------------
+
+
+def test_s3_seekable_reads_equal_the_objects_bytes(s3):
+    options, client = s3
+    data = random.Random(1).randbytes(10 << 20)  # more than the 8 MiB read buffer
+    client.put_object(Bucket="tokenmill-storage", Key="seek/random.bin", Body=data)
+    rng = random.Random(2)
+    with open_seekable("s3://tokenmill-storage/seek/random.bin", options) as reader:
+        for _ in range(10):
+            offset, length = rng.randrange(len(data)), rng.choice([1, 100, 70_000, 3 << 20])
+            reader.seek(offset)
+            assert reader.read(length) == data[offset : offset + length]
+        reader.seek(-10, os.SEEK_END)
+        assert reader.read() == data[-10:] and reader.tell() == len(data)
+        assert reader.read(5) == b""
+
+
+def test_s3_seekable_refuses_an_object_rewritten_mid_read(s3):
+    options, client = s3
+    data = random.Random(4).randbytes(9 << 20)
+    client.put_object(Bucket="tokenmill-storage", Key="seek/rewritten.bin", Body=data)
+    with open_seekable("s3://tokenmill-storage/seek/rewritten.bin", options) as reader:
+        assert reader.read(10) == data[:10]
+        client.put_object(Bucket="tokenmill-storage", Key="seek/rewritten.bin", Body=data[::-1])
+        reader.seek(-10, os.SEEK_END)  # beyond the first 8 MiB in the buffer: a new GET
+        with pytest.raises(ClientError, match="PreconditionFailed|412"):
+            reader.read()
+
+
+class _CuttingServer(ThreadingHTTPServer):
+    upstream: str
+    cuts: int
+
+
+class _CuttingProxy(BaseHTTPRequestHandler):
+    """Forwards requests to the S3 server; the first `cuts` ranged GETs get half their body and a
+    closed connection, as when a connection drops mid-response."""
+
+    server: _CuttingServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        upstream = urlparse(self.server.upstream)
+        connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+        length = int(self.headers.get("Content-Length") or 0)
+        connection.request(self.command, self.path, self.rfile.read(length), dict(self.headers))
+        response = connection.getresponse()
+        body = response.read()
+        cut = self.command == "GET" and "Range" in self.headers and self.server.cuts > 0
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", response.headers.get("Content-Length", str(len(body))))
+        self.end_headers()
+        if cut:
+            self.server.cuts -= 1
+            body = body[: len(body) // 2]
+        self.wfile.write(body)
+        self.close_connection = True
+
+    do_HEAD = do_PUT = do_DELETE = do_GET
+
+
+@pytest.fixture
+def cutting_proxy(s3_endpoint) -> Iterator[_CuttingServer]:
+    server = _CuttingServer(("127.0.0.1", 0), _CuttingProxy)
+    server.upstream, server.cuts = s3_endpoint, 0
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_s3_seekable_resumes_a_response_cut_short(s3, cutting_proxy):
+    options, client = s3
+    data = random.Random(5).randbytes(3_000_000)
+    client.put_object(Bucket="tokenmill-storage", Key="seek/cut.bin", Body=data)
+    cutting_proxy.cuts = 3
+    through_proxy = S3Options(endpoint_url=f"http://127.0.0.1:{cutting_proxy.server_address[1]}")
+    with open_seekable("s3://tokenmill-storage/seek/cut.bin", through_proxy) as reader:
+        reader.seek(1000)
+        assert reader.read(2_000_000) == data[1000:2_001_000]
+    assert cutting_proxy.cuts == 0  # every cut happened, and each was resumed
+
+
+# -- Parquet -------------------------------------------------------------------------------------------
+
+
+def _documents(rows: int) -> pa.Table:
+    rng = random.Random(6)
+    return pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "text": [rng.randbytes(rng.randrange(10, 200)).hex() for _ in range(rows)],
+            "score": [rng.random() for _ in range(rows)],
+            "tokens": pa.array([[i, i + 1] for i in range(rows)], pa.list_(pa.uint16())),
+        }
+    )
+
+
+def test_parquet_round_trip_through_s3_with_column_projection(s3):
+    options, _ = s3
+    table, uri = _documents(20_000), "s3://tokenmill-storage/parquet/documents/part-00000.parquet"
+    write_table(uri, table, options)
+    assert read_schema(uri, options).equals(table.schema)
+    batches = list(iter_batches(uri, options, ["score", "id"], batch_rows=5000))
+    assert [batch.num_rows for batch in batches] == [5000] * 4
+    assert pa.Table.from_batches(batches).equals(table.select(["score", "id"]))
+    assert pa.Table.from_batches(list(iter_batches(uri, options))).equals(table)
+    with pytest.raises(UserError, match="has no column language"):
+        list(iter_batches(uri, options, ["id", "language"]))
+    kept = pa.Table.from_batches(list(iter_batches(uri, options, ["language", "id"], missing_ok=True)))
+    assert kept.column_names == ["id"] and kept.num_rows == table.num_rows
+    whole = read_table(uri, options, ["language", "score"], missing_ok=True)
+    assert whole.equals(table.select(["score"]))
+
+
+def test_parquet_is_zstd_and_checked_against_the_datasets_schema(tmp_path):
+    uri = str(tmp_path / "part-00000.parquet")
+    write_table(uri, _documents(10), S3Options())
+    assert pq.ParquetFile(uri).metadata.row_group(0).column(0).compression == "ZSTD"
+    other = _documents(1).schema.remove(1).set(0, pa.field("id", pa.int32()))
+    differences = r"\(has extra text; id is int64, not int32\)"
+    with pytest.raises(UserError, match=rf"part-00000.parquet is not like .*{differences}"):
+        list(iter_batches(uri, S3Options(), schema=other))
+
+
+def test_parquet_footer_read_fetches_only_the_footer(s3):
+    options, _ = s3
+    uri = "s3://tokenmill-storage/parquet/big.parquet"
+    table = pa.table({"blob": [random.Random(i).randbytes(20_000) for i in range(200)]})  # ~4 MB
+    write_table(uri, table, options)
+    ranges: list[str] = []
+    events = s3_client(options, "tokenmill-storage").meta.events
+    event = "before-parameter-build.s3.GetObject"
+
+    def record(params: dict, **_: object) -> None:
+        ranges.append(params["Range"])
+
+    events.register(event, record)
+    try:
+        assert read_schema(uri, options).equals(table.schema)
+    finally:
+        events.unregister(event, record)
+    spans = [[int(number) for number in r.removeprefix("bytes=").split("-")] for r in ranges]
+    fetched = sum(end - start + 1 for start, end in spans)
+    assert 0 < fetched <= 64 << 10 < stat(uri, options).size
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_dataset_files_are_the_visible_parquet_files(where, s3, tmp_path):
+    options, _ = s3
+    root = str(tmp_path / "docs") if where == "local" else "s3://tokenmill-storage/files/docs"
+    names = ["b.parquet", "a.parquet", "lang=en/c.parquet", ".a.parquet.12ab.tmp", ".hidden.parquet"]
+    names += ["_SUCCESS", "_tmp/d.parquet", "notes.txt"]
+    for name in names:
+        write_atomic(join(root, name), b"", options)
+    write_atomic(f"{root}-old/e.parquet", b"", options)
+    expected = [join(root, name) for name in ("a.parquet", "b.parquet", "lang=en/c.parquet")]
+    assert dataset_files(root, options) == expected
+    assert dataset_files(root + "/", options) == expected
+    assert dataset_files(join(root, "b.parquet"), options) == [join(root, "b.parquet")]
+    assert dataset_files(join(root, "missing"), options) == []

@@ -204,14 +204,16 @@ def test_spark_trained_tokenizer_equals_rustbpe_and_tokenizes(spark, tmp_path):
     assert load_encoding(manifest["tokenizer"]["source"]).decode(tokens[1:200].tolist()).strip()
 
 
-def test_bad_arguments_are_clear_errors(spark, tmp_path):
+def test_bad_arguments_are_clear_errors(spark, tmp_path, capsys):
+    def error(source: Path, encoding: str) -> str:
+        args = ["tokenize", "-o", str(tmp_path / "r"), "--input", str(source), "--encoding", encoding]
+        assert cli.main([*args, "--master", "local[2]"]) == cli.EXIT_USER_ERROR
+        return capsys.readouterr().err
+
     docs = _write([{"id": "a", "text": "x"}, {"id": "a", "text": "y"}], tmp_path / "dup")
-    with pytest.raises(SystemExit, match="not unique"):
-        _tokenize(tmp_path / "r", docs, "--encoding", "gpt2")
-    with pytest.raises(SystemExit, match="unknown encoding"):
-        _tokenize(tmp_path / "r", docs, "--encoding", "gpt-2")
+    assert "not unique" in error(docs, "gpt2")
+    assert "unknown encoding" in error(docs, "gpt-2")
     no_text = tmp_path / "no-text"
     no_text.mkdir()
     pq.write_table(pa.table({"id": ["a"]}), no_text / "part.parquet")
-    with pytest.raises(SystemExit, match="lacks the columns"):
-        _tokenize(tmp_path / "r", no_text, "--encoding", "gpt2")
+    assert "lacks the columns" in error(no_text, "gpt2")

@@ -1,6 +1,7 @@
 """The GPT trainer that reads tokenmill's token shards (DESIGN.md §6).
 
 config: named configs and JSON files · model: the GPT and its KV cache · data: manifest checks, windows,
-rank streams · schedule: learning rates · train: the loop, DDP, logging · checkpoint: exact resume ·
-sample: generation · mfu: FLOPs and device peaks.
+rank streams · fetch: a token set on s3:// copied into a per-node cache · schedule: learning rates ·
+train: the loop, DDP, logging · checkpoint: exact resume · sample: generation · mfu: FLOPs and device
+peaks.
 """

@@ -55,11 +55,14 @@ class StageProgress:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, error_type: type | None, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
         self.context.setLocalProperty("spark.jobGroup.id", None)
-        self._show(self.line(final=True), end="\n")
+        if error_type is None:  # a failed stage says why in its error, not with a "done" line
+            self._show(self.line(final=True), end="\n")
+        elif self.stream.isatty() and self._width:
+            self._show("", end="\r")
 
     def tasks(self) -> tuple[int, int]:
         """(completed, total) tasks over the stage's jobs so far."""

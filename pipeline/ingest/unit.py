@@ -4,8 +4,9 @@ records -> type check -> URL filter -> charset decoding -> extraction -> languag
 -> Gopher quality -> C4 -> FineWeb quality -> kept.  Each record ends as kept, dropped with
 "stage:reason", or an error; `UnitStats.balanced` holds for every unit.
 
-Commit protocol per unit: documents (and removed documents) Parquet committed atomically, then the
-stats record, then the completion marker last. A rerun skips units whose marker exists.
+Commit protocol per unit (`tokenmill.pipeline.completion`): the unit's marker is removed, documents (and
+removed documents) Parquet committed atomically, then the stats record, then the marker last with the
+fingerprint of the input and the settings. A rerun skips units whose marker is current.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from tokenmill.pipeline.completion import Completion, fingerprint
 from tokenmill.pipeline.ingest.charset import decode_html
 from tokenmill.pipeline.ingest.document import Document
 from tokenmill.pipeline.ingest.extract import Extractor, ExtractSettings
@@ -29,7 +31,7 @@ from tokenmill.pipeline.ingest.sources import unit_name
 from tokenmill.pipeline.ingest.stats import UnitStats
 from tokenmill.pipeline.ingest.warc import RawRecord, RecordError, iter_records
 from tokenmill.pipeline.recipe import Recipe, load_recipe
-from tokenmill.pipeline.storage import S3Options, exists, join, open_input, read_bytes, write_atomic
+from tokenmill.pipeline.storage import S3Options, delete, join, open_input, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -147,17 +149,25 @@ def unit_paths(root: str, unit: str) -> dict[str, str]:
     }
 
 
+def unit_fingerprint(uri: str, job: IngestJob) -> str:
+    """What a unit's outputs depend on: the input file, the recipe and the run's settings for it."""
+    return fingerprint(
+        input=uri,
+        recipe=job.recipe.sha256,
+        dump=dump_name(uri, job.dump),
+        limit=job.limit,
+        keep_removed=job.keep_removed,
+    )
+
+
+def _completion(uri: str, job: IngestJob) -> Completion:
+    return Completion(unit_paths(job.root, unit_name(uri))["marker"], job.s3)
+
+
 def completed_stats(uri: str, job: IngestJob) -> UnitStats | None:
-    """The stats of a unit a previous run completed with compatible settings, else None."""
-    paths = unit_paths(job.root, unit_name(uri))
-    if not exists(paths["marker"], job.s3):
-        return None
-    marker = json.loads(read_bytes(paths["marker"], job.s3))
-    if marker.get("recipe_sha256") != job.recipe.sha256 or marker.get("limit") != job.limit:
-        return None
-    if job.keep_removed and not marker.get("keep_removed"):
-        return None
-    return UnitStats.from_dict(json.loads(read_bytes(paths["stats"], job.s3)))
+    """The stats of a unit a previous run completed with these settings, else None."""
+    record = _completion(uri, job).current(unit_fingerprint(uri, job))
+    return None if record is None else UnitStats.from_dict(record["stats"])
 
 
 class _CountingReader:
@@ -195,6 +205,10 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
         return previous
     unit = unit_name(uri)
     paths = unit_paths(job.root, unit)
+    completion = _completion(uri, job)
+    completion.begin()
+    if not job.keep_removed:
+        delete(paths["removed"], job.s3)  # an earlier --keep-removed run's; it would not match the rest
     stats = UnitStats(unit=unit, path=uri)
     dump = dump_name(uri, job.dump)
     started = time.perf_counter()
@@ -238,6 +252,5 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
         raise
     stats.seconds = time.perf_counter() - started
     write_atomic(paths["stats"], json.dumps(stats.to_dict(), indent=1).encode(), job.s3)
-    marker = {"recipe_sha256": job.recipe.sha256, "limit": job.limit, "keep_removed": job.keep_removed}
-    write_atomic(paths["marker"], json.dumps(marker).encode(), job.s3)
+    completion.commit(unit_fingerprint(uri, job), {"stats": stats.to_dict()})
     return stats

@@ -1,0 +1,132 @@
+"""Run: the whole pipeline, ingest -> dedup -> tokenize -> report, in one Spark session, each stage
+resumable.
+
+    tokenmill run INPUT... -o ROOT [every option of ingest, dedup and tokenize] [--no-report]
+    tokenmill run --crawl latest|CC-MAIN-YYYY-WW -o ROOT [--index FILE|URL] [--cc-base URL]
+    spark-submit jobs/run.py ... (the same, on a cluster)
+
+The stage functions are called directly with settings built from one parser that holds every stage's
+options, so `run` accepts all of them. Each stage runs only what is not complete: ingest skips units
+whose marker is current, dedup and tokenize skip when their marker's fingerprint matches the content of
+their input and their settings. A rerun after a crash therefore resumes where the run stopped, a rerun
+of a finished run does nothing, and a change upstream reruns everything below it.
+
+With --crawl, the crawl is looked up in Common Crawl's collinfo.json (--index), its warc.paths.gz
+manifest is read against --cc-base, and the crawl gets its own run root, ROOT/crawls/<crawl id>.
+Its documents are deduplicated against every crawl processed before under ROOT (dedup --against), so
+a schedule that runs `--crawl latest` each month never admits a document of an earlier month again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from tokenmill.jobs.stages.dedup import DedupSettings, check_dedup, run_dedup
+from tokenmill.jobs.stages.ingest import IngestSettings, check_ingest, run_ingest
+from tokenmill.jobs.stages.settings import SparkSettings, from_options, option
+from tokenmill.jobs.stages.tokenize import TokenizeSettings, load_tokenizer, run_tokenize
+from tokenmill.pipeline.errors import UserError
+from tokenmill.pipeline.ingest.crawls import (
+    DEFAULT_INDEX,
+    crawl_root,
+    load_index,
+    processed,
+    resolve,
+    warc_manifest,
+)
+from tokenmill.pipeline.report import write_report
+from tokenmill.pipeline.storage import S3Options, join
+
+SUMMARY = "the whole pipeline: ingest -> dedup -> tokenize -> report, each stage resumable"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings(SparkSettings):
+    """run's own options; the stages' options are added after these (see OPTION_SOURCES)."""
+
+    inputs: tuple[str, ...] = option(
+        (), "as for `tokenmill ingest` (or use --crawl)", metavar="INPUT", positional=True
+    )
+    output: str = option(help="run root (local path or s3://)", flags=("-o", "--output"), metavar="ROOT")
+    crawl: str | None = option(None, "process a Common Crawl crawl", metavar="latest|CC-MAIN-YYYY-WW")
+    index: str = option(DEFAULT_INDEX, "collinfo.json (with --crawl)", metavar="FILE|URL")
+    encoding: str = option("gpt2", "tokenizer (default gpt2)", metavar="NAME|PATH")
+    no_report: bool = option(False, "skip ROOT/report.html")
+
+
+# Every option of these, each name once (run's own first); `input` is chained, not an option of run.
+OPTION_SOURCES = (RunSettings, IngestSettings, DedupSettings, TokenizeSettings)
+CHAINED = frozenset({"input"})
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The settings of each stage of one run, resolved (crawl, root, inputs) before Spark starts."""
+
+    run: RunSettings
+    ingest: IngestSettings
+    dedup: DedupSettings
+    tokenize: TokenizeSettings
+    crawl_processed: bool = False  # --crawl of a crawl whose token set is complete: nothing to do
+
+
+def pipeline_settings(namespace: argparse.Namespace) -> PipelineSettings:
+    """The stages' settings from run's parsed options; with --crawl, the crawl's root, manifest and
+    earlier crawls are looked up here."""
+    run = from_options(RunSettings, namespace)
+    s3 = S3Options(endpoint_url=run.s3_endpoint)
+    root, inputs, against, dump = run.output, run.inputs, tuple(namespace.against), namespace.dump
+    crawl_processed = False
+    if run.crawl:
+        if inputs:
+            raise UserError("run: give INPUT files or --crawl, not both")
+        crawls = load_index(run.index, s3)
+        crawl = resolve(crawls, run.crawl)
+        root = crawl_root(run.output, crawl)
+        crawl_processed = processed(run.output, crawl, s3)
+        earlier = [other for other in crawls if other != crawl and processed(run.output, other, s3)]
+        inputs = (join(namespace.cc_base, warc_manifest(crawl)),)
+        against += tuple(crawl_root(run.output, other) for other in earlier)
+        dump = dump or crawl.id
+    elif not inputs:
+        raise UserError("run: give INPUT files (WARCs, directories, manifests) or --crawl")
+    return PipelineSettings(
+        run=run,
+        ingest=from_options(IngestSettings, namespace, inputs=inputs, output=root, dump=dump),
+        dedup=from_options(DedupSettings, namespace, output=root, input=None, against=against),
+        tokenize=from_options(TokenizeSettings, namespace, output=root, input=None),
+        crawl_processed=crawl_processed,
+    )
+
+
+def check_run(settings: PipelineSettings) -> None:
+    check_ingest(settings.ingest)
+    check_dedup(settings.dedup)
+    load_tokenizer(settings.tokenize)
+
+
+def run_run(spark: SparkSession, settings: PipelineSettings) -> dict[str, Any]:
+    """ingest -> dedup -> tokenize -> report; a crawl already processed is left as it is."""
+    started = time.perf_counter()
+    root = settings.ingest.output
+    s3 = settings.ingest.s3
+    if settings.crawl_processed:
+        print(f"run: {settings.run.crawl} is already processed in {root}; nothing to do")
+        return {"root": root}
+    print("run: tokenmill ingest ...", flush=True)
+    ingest = run_ingest(spark, settings.ingest)
+    print("run: tokenmill dedup ...", flush=True)
+    dedup = run_dedup(spark, settings.dedup)
+    if not dedup["balanced"]:
+        return {"root": root, "ingest": ingest, "dedup": dedup}
+    print("run: tokenmill tokenize ...", flush=True)
+    tokens = run_tokenize(spark, settings.tokenize)
+    if not settings.run.no_report:
+        print(f"run: report {write_report(root, s3)}")
+    print(f"run: complete in {time.perf_counter() - started:,.1f} s -> {root}")
+    return {"root": root, "ingest": ingest, "dedup": dedup, "tokenize": tokens}

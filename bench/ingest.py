@@ -73,7 +73,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from tokenmill.pipeline.ingest.charset import decode_html
 from tokenmill.pipeline.ingest.document import Document
-from tokenmill.pipeline.ingest.filters import Filter, build_text_filters
+from tokenmill.pipeline.ingest.filters import TEXT_FILTERS, Filter, build_text_filters
 from tokenmill.pipeline.ingest.filters.language import bundled_model_path
 from tokenmill.pipeline.ingest.filters.url import URLFilter as TokenmillURLFilter
 from tokenmill.pipeline.ingest.unit import IngestJob, process_unit
@@ -84,7 +84,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SRC = REPO_ROOT.parent / "shared" / "data" / "extraction"
 DEFAULT_WORK = REPO_ROOT / "bench" / "work"
 SHARDS = 4
-STAGES = ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb_quality")
+STAGES = tuple(filter_class.name for filter_class in TEXT_FILTERS)
 FILTER_AGREEMENT_TARGET = 0.98
 SPEEDUP_TARGET = 1.5
 # tokenmill's one pre-extraction stage datatrove lacks: lid.176 on the crude visible text of the HTML.
@@ -204,11 +204,15 @@ class _BundledFT176(FT176LID):
 
 
 def datatrove_language_filter() -> LanguageFilter:
-    """LanguageFilter(languages=["en"], threshold 0.65) on the bundled model. datatrove checks for the
-    fasttext-numpy2-wheel distribution; here the same `fasttext` module comes from fasttext-predict."""
+    """LanguageFilter with the fineweb preset's languages and threshold, on the bundled model. datatrove
+    checks for the fasttext-numpy2-wheel distribution; here the same `fasttext` module comes from
+    fasttext-predict."""
     LanguageFilter._requires_dependencies = [("fasttext", "fasttext-predict"), "fasteners"]
-    language_filter = LanguageFilter(languages=["en"], language_threshold=0.65)
-    language_filter.model = _BundledFT176(["en"])
+    language = load_recipe("fineweb").section("language")
+    language_filter = LanguageFilter(
+        languages=language["languages"], language_threshold=language["threshold"]
+    )
+    language_filter.model = _BundledFT176(language["languages"])
     return language_filter
 
 

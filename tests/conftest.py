@@ -57,7 +57,7 @@ def spark():
 
 
 # Markers by what a test uses, so `make test-fast` (-m "not slow and ...") selects the unit tests alone.
-_MARKER_OF_FIXTURE = {"spark": "spark", "s3_endpoint": "s3"}
+_MARKER_OF_FIXTURE = {"spark": "spark", "s3_endpoint": "s3", "chromium": "browser"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

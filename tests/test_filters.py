@@ -1,38 +1,47 @@
 """Known-answer tests for the FineWeb text filters: every rule just at and just past its threshold.
 
 The thresholds are the fineweb preset's; a text built to sit exactly on a limit must pass (the rules are
-strict comparisons) and one character or word more must fail with the rule's reason.
+strict comparisons) and one character or word more must fail with the rule's reason. The declared rules
+cover every key of the preset, and moving a limit through the recipe moves each filter's decision on a
+real page exactly at that page's signal value.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tokenmill.pipeline.ingest import filters as declared
 from tokenmill.pipeline.ingest.document import Document
-from tokenmill.pipeline.ingest.filters import build_text_filters, signal_columns
+from tokenmill.pipeline.ingest.filters import build_text_filters, recipe_limits, signal_columns
 from tokenmill.pipeline.ingest.filters.c4 import C4Filter
 from tokenmill.pipeline.ingest.filters.fineweb_quality import FineWebQualityFilter
 from tokenmill.pipeline.ingest.filters.gopher_quality import GopherQualityFilter
 from tokenmill.pipeline.ingest.filters.gopher_repetition import GopherRepetitionFilter
+from tokenmill.pipeline.ingest.filters.language import LanguageFilter
+from tokenmill.pipeline.ingest.filters.rules import Limit, bind
+from tokenmill.pipeline.ingest.output import document_schema
 from tokenmill.pipeline.recipe import RecipeError, load_recipe
 
 TEXT_DIR = Path(__file__).parent / "data" / "text"
+# The text filters whose rules are tested here on built texts; tests/test_extract_language.py has the
+# language filter's.
 TEXT_FILTERS = {
-    "gopher_repetition": GopherRepetitionFilter,
-    "gopher_quality": GopherQualityFilter,
-    "c4": C4Filter,
-    "fineweb_quality": FineWebQualityFilter,
+    filter_class.name: filter_class
+    for filter_class in declared.TEXT_FILTERS
+    if filter_class is not LanguageFilter
 }
 
 
 def section(name: str, **overrides: Any) -> dict[str, Any]:
     table = load_recipe("fineweb").section(name)
-    table.pop("enabled")
+    table.pop("enabled", None)
     table.update(overrides)
     return table
 
@@ -506,7 +515,7 @@ def test_build_text_filters_passes_all_signals() -> None:
     recipe.tables["language"]["enabled"] = False  # no model to load
     for all_signals in (False, True):
         filters = build_text_filters(recipe, all_signals=all_signals)
-        assert [f.name for f in filters] == ["gopher_repetition", "gopher_quality", "c4", "fineweb_quality"]
+        assert [f.name for f in filters] == list(TEXT_FILTERS)
         repetition = filters[0]
         assert isinstance(repetition, GopherRepetitionFilter) and repetition.all_signals is all_signals
 
@@ -521,7 +530,6 @@ def test_signal_columns_are_prefixed_and_unique() -> None:
         "fineweb_quality": "fineweb_q_",
     }
     for name, filter_class in TEXT_FILTERS.items():
-        assert filter_class.name == name
         assert all(column.startswith(prefixes[name]) for column in filter_class.signal_names)
 
 
@@ -538,31 +546,113 @@ def test_recipe_errors(name: str) -> None:
 def test_gopher_repetition_recipe_checks_ngram_lists() -> None:
     with pytest.raises(RecipeError, match="differ in length"):
         make("gopher_repetition", top_ngram_fracs=[0.2])
-    with pytest.raises(RecipeError, match="must be among"):
+    with pytest.raises(RecipeError, match="must be distinct sizes among"):
         make("gopher_repetition", dup_ngram_sizes=[5, 6, 7, 8, 9, 11])
+    with pytest.raises(RecipeError, match="must be distinct sizes among"):
+        make("gopher_repetition", top_ngram_sizes=[2, 2, 4])
 
 
-# ---------------------------------------------------------------- real pages
+# ---------------------------------------------------------------- declared rules and order
 
 
-def test_high_quality_wiki_page_passes_every_filter() -> None:
-    document = doc((TEXT_DIR / "cs336_high_quality_wiki_reference.txt").read_text())
-    for name in TEXT_FILTERS:
-        assert make(name)(document) is None, name
-    assert document.signals["gopher_q_stop_words"] == 8
-    assert document.signals["c4_lines_dropped_too_few_words"] == 115  # headings and blank lines
-    assert document.signals["fineweb_q_char_dup_ratio"] == 0.0
+@pytest.mark.parametrize("filter_class", declared.FILTERS, ids=lambda filter_class: filter_class.name)
+def test_rules_and_settings_cover_every_key_of_the_preset(filter_class: type[declared.Filter]) -> None:
+    table, rules = section(filter_class.name), filter_class.rules
+    rule_keys = {rule.key for rule in rules} | {rule.per_size for rule in rules if rule.per_size}
+    assert rule_keys.isdisjoint(filter_class.settings)
+    assert set(table) == rule_keys | set(filter_class.settings)
+    # The preset switches every rule on: one limit per rule, one per listed size for the n-gram rules.
+    limits = bind(rules, filter_class.name, table)
+    assert len(limits) == sum(len(table[rule.per_size]) if rule.per_size else 1 for rule in rules)
+    assert len({limit.reason for limit in limits}) == len(limits)
+    assert {limit.signal for limit in limits} <= set(document_schema().names)
 
 
-def test_low_quality_forum_page_passes_the_heuristics() -> None:
-    """A phpBB forum index (navigation, copyright lines) is low quality, yet no FineWeb heuristic catches
-    it (nor does datatrove's): 106 words, 3 stop words, a third of its lines end like sentences, no
-    repeats. Catching such pages is a quality classifier's job; the signals show how far it is."""
-    document = doc((TEXT_DIR / "cs336_low_quality_cc.txt").read_text())
-    for name in TEXT_FILTERS:
-        assert make(name)(document) is None, name
-    assert document.signals["gopher_q_n_non_symbol_words"] == 106
-    assert document.signals["c4_sentences"] == 13
-    assert round(document.signals["fineweb_q_line_punct_ratio"], 4) == 0.3333
-    # A stricter minimum page length would catch it.
-    assert make("gopher_quality", min_doc_words=150)(document) == "gopher_short_doc"
+def test_drop_stages_follow_the_filter_order() -> None:
+    filter_stages = [stage for stage in declared.DROP_STAGES if stage in {f.name for f in declared.FILTERS}]
+    assert filter_stages == [filter_class.name for filter_class in declared.FILTERS]
+    extract = declared.DROP_STAGES.index("extract")
+    assert declared.DROP_STAGES.index(declared.LANGUAGE_PRECHECK) < extract
+    assert declared.DROP_STAGES[extract + 1 :] == tuple(f.name for f in declared.TEXT_FILTERS)
+
+
+def test_recipe_limits_follow_the_recipe() -> None:
+    recipe = load_recipe("fineweb", ["gopher_quality.min_doc_words=0", "c4.enabled=false"])
+    labels = [limit.label for limit in recipe_limits(recipe.tables)]
+    assert "gopher_quality.min_doc_words" not in labels and "gopher_quality.max_doc_words" in labels
+    assert not any(label.startswith("c4.") for label in labels)
+    assert labels.index("language.threshold") < labels.index("gopher_repetition.top_ngram_fracs[2]")
+    top = [limit for limit in recipe_limits(recipe.tables) if limit.key == "top_ngram_fracs"]
+    assert [(limit.signal, limit.reason, limit.value) for limit in top] == [
+        ("gopher_rep_top_2_gram_char_frac", "top_2_gram", 0.20),
+        ("gopher_rep_top_3_gram_char_frac", "top_3_gram", 0.18),
+        ("gopher_rep_top_4_gram_char_frac", "top_4_gram", 0.16),
+    ]
+
+
+def first_drop(recipe_overrides: list[str], text: str) -> tuple[str, str] | None:
+    """(filter, reason) of the first text filter that drops `text` under the fineweb preset with the
+    overrides, or None when every filter keeps it."""
+    document = doc(text)
+    for text_filter in build_text_filters(load_recipe("fineweb", recipe_overrides)):
+        reason = text_filter(document)
+        if reason is not None:
+            return text_filter.name, reason
+    return None
+
+
+@functools.cache
+def kept_real_pages() -> list[tuple[str, Document]]:
+    """The real pages and page slices that every text filter of the preset keeps: (text, the document
+    after the filters, with their signals)."""
+    kept = []
+    for text in _real_texts():
+        document = doc(text)
+        if all(text_filter(document) is None for text_filter in build_text_filters(load_recipe())):
+            kept.append((text, document))
+    return kept
+
+
+def signal_value(document: Document, signal: str) -> float:
+    return document.signals[signal] if signal in document.signals else getattr(document, signal)
+
+
+def set_limit(limit: Limit, value: float) -> str:
+    """The `section.key=value` override that sets this limit (for a list entry, the whole list)."""
+    if limit.index is None:
+        return f"{limit.section}.{limit.key}={value!r}"
+    values = load_recipe().section(limit.section)[limit.key]
+    values[limit.index] = value
+    return f"{limit.section}.{limit.key}={json.dumps(values)}"
+
+
+PRESET_LIMITS = recipe_limits(load_recipe().tables)
+# (the limit that keeps a document whose signal is v, the one that drops it): strict comparisons keep v
+# itself on the keeping side, "<=" on the dropping side; the other value is the float next to v.
+KEEP_AND_DROP = {
+    ">": lambda v: (v, math.nextafter(v, -math.inf)),
+    "<": lambda v: (v, math.nextafter(v, math.inf)),
+    "<=": lambda v: (math.nextafter(v, -math.inf), v),
+}
+
+
+@pytest.mark.parametrize(
+    "limit", PRESET_LIMITS, ids=[f"{limit.label}:{limit.reason}" for limit in PRESET_LIMITS]
+)
+def test_a_recipe_limit_moves_the_decision_on_a_real_page(limit: Limit) -> None:
+    """A real page the preset keeps, with a non-zero value v of the rule's signal: with the limit moved
+    onto v this rule keeps it, one float further this rule drops it.
+
+    Two Gopher rules share one key (max_symbol_word_ratio); the page then has zero for the earlier one,
+    and at v the later one may drop it, which shows that this rule, checked before, held."""
+    same_key = [other for other in PRESET_LIMITS if other.label == limit.label]
+    earlier, later = same_key[: same_key.index(limit)], same_key[same_key.index(limit) + 1 :]
+    text, document = next(
+        (text, document)
+        for text, document in kept_real_pages()
+        if signal_value(document, limit.signal) != 0
+        and all(signal_value(document, other.signal) == 0 for other in earlier)
+    )
+    keep, drop = KEEP_AND_DROP[limit.drop_when](signal_value(document, limit.signal))
+    assert first_drop([set_limit(limit, keep)], text) in [None, *((o.section, o.reason) for o in later)]
+    assert first_drop([set_limit(limit, drop)], text) == (limit.section, limit.reason)

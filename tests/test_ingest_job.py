@@ -304,6 +304,7 @@ def pa_buffer(body: bytes):
     return pa.BufferReader(body)
 
 
+@pytest.mark.spark
 def test_spark_submit_entry_point(tmp_path):
     """`spark-submit jobs/ingest.py` runs the same job as `tokenmill ingest`."""
     spark_submit = Path(sys.executable).parent / "spark-submit"

@@ -3,8 +3,9 @@ so a wheel (not only the editable install) carries all of them."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 

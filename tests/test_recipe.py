@@ -1,4 +1,4 @@
-"""Recipes: the fineweb preset holds DESIGN.md's numbers; files extend it; overrides are typed."""
+"""Recipes: the fineweb preset holds FineWeb's published thresholds; files extend it; overrides are typed."""
 
 from __future__ import annotations
 

@@ -25,16 +25,9 @@ import pytest
 from tokenmill.jobs.cli import main
 from tokenmill.pipeline.ingest.filters import signal_columns
 from tokenmill.pipeline.recipe import load_recipe
-from tokenmill.pipeline.report import (
-    KEPT,
-    LENGTH_COLUMN,
-    REMOVED,
-    VAL,
-    funnel,
-    render,
-    thresholds,
-    write_report,
-)
+from tokenmill.pipeline.report import funnel, render, thresholds, write_report
+from tokenmill.pipeline.report.read import LENGTH_COLUMN
+from tokenmill.pipeline.report.svg import KEPT, REMOVED, VAL
 from tokenmill.pipeline.storage import S3Options
 
 WARCS = Path(__file__).parent / "data" / "warc"

@@ -17,6 +17,8 @@ import pytest
 from tests.conftest import DATA
 from tokenmill.jobs.cli import main
 
+pytestmark = [pytest.mark.spark, pytest.mark.slow]  # tokenize in a Spark subprocess, then training
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -69,6 +69,7 @@ def test_ten_steps_resume_ten_steps_equals_twenty_straight(data: Path, tmp_path:
     assert set(json.loads((tmp_path / "split" / "manifest.json").read_text())["tokenizer"]) >= {"source"}
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_gloo_equals_one_process(data: Path, tmp_path: Path) -> None:
     config = _config(tmp_path / "run.json", max_steps=6, val_every=3)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -93,6 +94,7 @@ def test_torchrun_two_ranks_gloo_equals_one_process(data: Path, tmp_path: Path) 
     assert torch.load(tmp_path / "ddp" / CHECKPOINT, weights_only=False)["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_uint32_token_set_loads_and_trains(tmp_path: Path) -> None:
     vocab, eot = 200_019, 200_018
     docs = random_documents(40, 1000, 999, seed=3, lengths=(5, 80))

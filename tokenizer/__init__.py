@@ -1,4 +1,4 @@
-"""Tokenization into token shards (DESIGN.md §5): standard encodings, BPE training, shard formats."""
+"""Tokenization into token shards: standard encodings, BPE training, shard formats."""
 
 from tokenmill.tokenizer.encodings import ENDOFTEXT, load_encoding, load_spec
 

@@ -1,4 +1,4 @@
-"""The binary token shard format that llm.c and modded-nanogpt read unchanged (DESIGN.md §5).
+"""The binary token shard format that llm.c and modded-nanogpt read unchanged.
 
 A shard is a header of 256 little-endian int32 then the tokens:
 

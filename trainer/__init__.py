@@ -1,4 +1,4 @@
-"""The GPT trainer that reads tokenmill's token shards (DESIGN.md §6).
+"""The GPT trainer that reads tokenmill's token shards: GPT in the nanoGPT line, DDP, exact resume.
 
 config: named configs and JSON files · model: the GPT and its KV cache · data: manifest checks, windows,
 rank streams · fetch: a token set on s3:// copied into a per-node cache · schedule: learning rates ·

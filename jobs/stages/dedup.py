@@ -74,10 +74,6 @@ class DedupSettings(SparkSettings):
             raise UserError(f"--min-jaccard {self.min_jaccard}: give an estimated Jaccard between 0 and 1")
 
     @property
-    def s3(self) -> S3Options:
-        return S3Options(endpoint_url=self.s3_endpoint)
-
-    @property
     def source(self) -> str:
         return self.input or join(self.output, "documents")
 

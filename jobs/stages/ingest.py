@@ -19,14 +19,14 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from tokenmill.jobs.spark.progress import StageProgress
-from tokenmill.jobs.stages.records import write_run_record, write_stats
+from tokenmill.jobs.stages.records import Timings, write_run_record, write_stats
 from tokenmill.jobs.stages.settings import SparkSettings, option
 from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.ingest.sources import expand_inputs, unit_name
 from tokenmill.pipeline.ingest.stats import UnitStats
 from tokenmill.pipeline.ingest.unit import IngestJob, completed_stats, process_unit
 from tokenmill.pipeline.recipe import Recipe, load_recipe
-from tokenmill.pipeline.storage import S3Options, join
+from tokenmill.pipeline.storage import join
 from tokenmill.pipeline.storage.roots import check_writable_root
 
 SUMMARY = "WARC/WET files -> FineWeb-filtered documents (Parquet)"
@@ -62,10 +62,6 @@ class IngestSettings(SparkSettings):
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit {self.limit}: give a number of records of at least 1, or leave it out")
 
-    @property
-    def s3(self) -> S3Options:
-        return S3Options(endpoint_url=self.s3_endpoint)
-
     def load_recipe(self) -> Recipe:
         return load_recipe(self.recipe, list(self.overrides))
 
@@ -91,6 +87,7 @@ def _process(uri: str, job: IngestJob) -> dict[str, Any]:
 
 def run_ingest(spark: SparkSession, settings: IngestSettings) -> dict[str, Any]:
     """Process every input file not yet complete; the summary counts every record of every unit."""
+    timings = Timings()
     recipe = settings.load_recipe()
     s3 = settings.s3
     job = IngestJob(
@@ -120,6 +117,7 @@ def run_ingest(spark: SparkSession, settings: IngestSettings) -> dict[str, Any]:
     units = list(done.values()) + [UnitStats.from_dict(r["stats"]) for r in results if "stats" in r]
     summary = summarize(units)
     summary.update(failed_units=[r["failed"] for r in results if "failed" in r], skipped_units=len(done))
+    summary["seconds"] = timings.total()
     write_stats(settings.output, "ingest", summary, s3)
     write_run_record(settings.output, "ingest", settings, summary, s3, recipe=recipe, inputs=inputs)
     print(format_table(summary))

@@ -23,7 +23,7 @@ from tokenmill.pipeline.completion import Completion, fingerprint
 from tokenmill.pipeline.dedup.keys import PII_KINDS, scrub_batches
 from tokenmill.pipeline.dedup.pii import PIIConfig
 from tokenmill.pipeline.errors import UserError
-from tokenmill.pipeline.storage import S3Options, content_fingerprint, join
+from tokenmill.pipeline.storage import content_fingerprint, join
 from tokenmill.pipeline.storage.roots import check_writable_root
 
 SUMMARY = "PII scrubbing alone, on any id,text Parquet"
@@ -34,10 +34,6 @@ class ScrubSettings(SparkSettings):
     input: str = option(help="Parquet with id and text", metavar="DATASET")
     output: str = option(help="where the scrubbed Parquet goes", flags=("-o", "--output"), metavar="OUT")
     phones: bool = option(False, "also replace phone numbers")
-
-    @property
-    def s3(self) -> S3Options:
-        return S3Options(endpoint_url=self.s3_endpoint)
 
 
 def check_scrub(settings: ScrubSettings) -> None:

@@ -19,6 +19,8 @@ import typing
 from dataclasses import MISSING, dataclass, field
 from typing import Any, TypeVar
 
+from tokenmill.pipeline.storage import S3Options
+
 SettingsT = TypeVar("SettingsT")
 
 
@@ -49,6 +51,10 @@ class SparkSettings:
         "S3-compatible endpoint (also AWS_ENDPOINT_URL); the public commoncrawl bucket is read unsigned",
         metavar="URL",
     )
+
+    @property
+    def s3(self) -> S3Options:
+        return S3Options(endpoint_url=self.s3_endpoint)
 
 
 def _value_type(annotation: Any) -> tuple[type, bool, bool]:

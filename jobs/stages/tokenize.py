@@ -1,4 +1,4 @@
-"""Tokenize: final documents -> shuffled token shards for trainers (DESIGN.md §5).
+"""Tokenize: final documents -> shuffled token shards for trainers, in llm.c's format.
 
     tokenmill tokenize -o ROOT --encoding NAME|PATH [--input DATASET] [--shard-tokens N]
                        [--val-tokens N] [--seed S] [--master URL]
@@ -88,10 +88,6 @@ class TokenizeSettings(SparkSettings):
             raise UserError(f"--shard-tokens {self.shard_tokens}: a shard holds 1 to 2**31 - 1 tokens")
         if self.val_tokens is not None and self.val_tokens < 0:
             raise UserError(f"--val-tokens {self.val_tokens}: give 0 or more validation tokens")
-
-    @property
-    def s3(self) -> S3Options:
-        return S3Options(endpoint_url=self.s3_endpoint)
 
     @property
     def source(self) -> str:

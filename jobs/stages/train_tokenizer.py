@@ -25,7 +25,7 @@ from tokenmill.jobs.stages.records import versions
 from tokenmill.jobs.stages.settings import SparkSettings, option
 from tokenmill.pipeline.completion import Completion, fingerprint
 from tokenmill.pipeline.errors import UserError
-from tokenmill.pipeline.storage import S3Options, content_fingerprint, join
+from tokenmill.pipeline.storage import content_fingerprint, join
 from tokenmill.pipeline.storage.roots import check_writable_root
 from tokenmill.tokenizer.bpe import TrainedTokenizer, count_chunk_batches, num_merges_for, train_merges
 from tokenmill.tokenizer.encodings import ENDOFTEXT, GPT4_PATTERN
@@ -58,10 +58,6 @@ class TrainTokenizerSettings(SparkSettings):
             raise UserError(f"--vocab-size {self.vocab_size}: {exc}") from None
         if self.min_chunk_count < 1:
             raise UserError(f"--min-chunk-count {self.min_chunk_count}: give 1 or more")
-
-    @property
-    def s3(self) -> S3Options:
-        return S3Options(endpoint_url=self.s3_endpoint)
 
     @property
     def source(self) -> str:

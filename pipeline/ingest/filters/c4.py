@@ -9,10 +9,11 @@ the whole document; so does having too few sentences left.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters.rules import Rule, bind
 from tokenmill.pipeline.recipe import table_config
 from tokenmill.pipeline.text import count_sentences
 
@@ -55,9 +56,22 @@ class C4Filter:
         "c4_lines_kept",
         "c4_sentences",
     )
+    rules = (Rule("too_few_sentences", "c4_sentences", "<", "min_num_sentences", off=-1),)
+    # Switches and per-line limits: no document signal holds what they compare.
+    settings = (
+        "filter_no_terminal_punct",
+        "remove_citations",
+        "min_words_per_line",
+        "max_word_length",
+        "filter_lorem_ipsum",
+        "filter_javascript",
+        "filter_curly_bracket",
+        "filter_policy",
+    )
 
     def __init__(self, config: C4Config):
         self.config = config
+        self.limits = bind(self.rules, self.name, asdict(config))
 
     @classmethod
     def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> C4Filter:
@@ -111,7 +125,8 @@ class C4Filter:
         doc.signals.update(counts)
         if doc_reason is not None:
             return doc_reason
-        if counts["c4_sentences"] < config.min_num_sentences:
-            return "too_few_sentences"
+        for limit in self.limits:
+            if limit.drops(counts[limit.signal]):
+                return limit.reason
         doc.set_text("\n".join(kept_lines).strip())
         return None

@@ -6,10 +6,11 @@ made of short lines (menus, lists), pages with repeated lines, and lists (many n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters.rules import Rule, bind
 from tokenmill.pipeline.recipe import table_config
 from tokenmill.pipeline.text import count_duplicates, terminal_punctuation
 
@@ -32,9 +33,18 @@ class FineWebQualityFilter:
         "fineweb_q_char_dup_ratio",
         "fineweb_q_new_line_ratio",
     )
+    rules = (
+        Rule("line_punct_ratio", "fineweb_q_line_punct_ratio", "<", "line_punct_thr"),
+        Rule("short_line_ratio", "fineweb_q_short_line_ratio", ">", "short_line_thr"),
+        Rule("char_dup_ratio", "fineweb_q_char_dup_ratio", ">", "char_duplicates_ratio"),
+        Rule("list_ratio", "fineweb_q_new_line_ratio", ">", "new_line_ratio"),
+    )
+    # line_punct_exclude_zero: a page with no line ending in punctuation passes the punctuation rule.
+    settings = ("line_punct_exclude_zero", "short_line_length")
 
     def __init__(self, config: FineWebQualityConfig):
         self.config = config
+        self.limits = bind(self.rules, self.name, asdict(config))
         self.stop_chars = terminal_punctuation()
 
     @classmethod
@@ -61,14 +71,13 @@ class FineWebQualityFilter:
         doc.signals.update(signals)
         if not doc.text.strip():
             return "empty"
-        config = self.config
-        punct_ratio = signals["fineweb_q_line_punct_ratio"]
-        if punct_ratio < config.line_punct_thr and not (punct_ratio == 0 and config.line_punct_exclude_zero):
-            return "line_punct_ratio"
-        if signals["fineweb_q_short_line_ratio"] > config.short_line_thr:
-            return "short_line_ratio"
-        if signals["fineweb_q_char_dup_ratio"] > config.char_duplicates_ratio:
-            return "char_dup_ratio"
-        if signals["fineweb_q_new_line_ratio"] > config.new_line_ratio:
-            return "list_ratio"
+        for limit in self.limits:
+            value = signals[limit.signal]
+            exempt = (
+                limit.signal == "fineweb_q_line_punct_ratio"
+                and value == 0
+                and self.config.line_punct_exclude_zero
+            )
+            if not exempt and limit.drops(value):
+                return limit.reason
         return None

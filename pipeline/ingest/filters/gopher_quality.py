@@ -8,11 +8,11 @@ rule off, as in the reference.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from operator import gt, lt
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters.rules import Rule, bind
 from tokenmill.pipeline.recipe import table_config
 from tokenmill.pipeline.text import is_symbol_word
 
@@ -48,10 +48,33 @@ class GopherQualityFilter:
         "gopher_q_alpha_words_ratio",
         "gopher_q_stop_words",
     )
+    # In the reference's order; a limit of 0 turns its rule off, as in the reference.
+    rules = (
+        Rule("gopher_short_doc", "gopher_q_n_non_symbol_words", "<", "min_doc_words", off=0),
+        Rule("gopher_long_doc", "gopher_q_n_non_symbol_words", ">", "max_doc_words", off=0),
+        Rule("gopher_below_avg_threshold", "gopher_q_avg_word_length", "<", "min_avg_word_length", off=0),
+        Rule("gopher_above_avg_threshold", "gopher_q_avg_word_length", ">", "max_avg_word_length", off=0),
+        Rule("gopher_too_many_hashes", "gopher_q_hash_word_ratio", ">", "max_symbol_word_ratio", off=0),
+        Rule("gopher_too_many_ellipsis", "gopher_q_ellipsis_word_ratio", ">", "max_symbol_word_ratio", off=0),
+        Rule("gopher_too_many_bullets", "gopher_q_bullet_lines_ratio", ">", "max_bullet_lines_ratio", off=0),
+        Rule(
+            "gopher_too_many_end_ellipsis",
+            "gopher_q_end_ellipsis_lines_ratio",
+            ">",
+            "max_ellipsis_lines_ratio",
+            off=0,
+        ),
+        Rule(
+            "gopher_below_alpha_threshold", "gopher_q_alpha_words_ratio", "<", "min_alpha_words_ratio", off=0
+        ),
+        Rule("gopher_enough_stop_words", "gopher_q_stop_words", "<", "min_stop_words", off=0),
+    )
+    settings = ("stop_words",)
 
     def __init__(self, config: GopherQualityConfig):
         self.config = config
         self.stop_words = frozenset(config.stop_words)
+        self.limits = bind(self.rules, self.name, asdict(config))
 
     @classmethod
     def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> GopherQualityFilter:
@@ -82,30 +105,11 @@ class GopherQualityFilter:
     def __call__(self, doc: Document) -> str | None:
         signals = self.signals(doc)
         doc.signals.update(signals)
-        c = self.config
-        # (reason, signal, broken when, limit) in the reference's order; a limit of 0 turns its rule off.
-        rules = (
-            ("gopher_short_doc", "gopher_q_n_non_symbol_words", lt, c.min_doc_words),
-            ("gopher_long_doc", "gopher_q_n_non_symbol_words", gt, c.max_doc_words),
-            ("gopher_below_avg_threshold", "gopher_q_avg_word_length", lt, c.min_avg_word_length),
-            ("gopher_above_avg_threshold", "gopher_q_avg_word_length", gt, c.max_avg_word_length),
-            ("gopher_too_many_hashes", "gopher_q_hash_word_ratio", gt, c.max_symbol_word_ratio),
-            ("gopher_too_many_ellipsis", "gopher_q_ellipsis_word_ratio", gt, c.max_symbol_word_ratio),
-            ("gopher_too_many_bullets", "gopher_q_bullet_lines_ratio", gt, c.max_bullet_lines_ratio),
-            (
-                "gopher_too_many_end_ellipsis",
-                "gopher_q_end_ellipsis_lines_ratio",
-                gt,
-                c.max_ellipsis_lines_ratio,
-            ),
-            ("gopher_below_alpha_threshold", "gopher_q_alpha_words_ratio", lt, c.min_alpha_words_ratio),
-            ("gopher_enough_stop_words", "gopher_q_stop_words", lt, c.min_stop_words),
-        )
         no_words = signals["gopher_q_n_non_symbol_words"] == 0
-        for reason, name, broken, limit in rules:
+        for limit in self.limits:
             # The reference's mean over no words is NaN, which passes both length rules.
-            if no_words and name == "gopher_q_avg_word_length":
+            if no_words and limit.signal == "gopher_q_avg_word_length":
                 continue
-            if limit and broken(signals[name], limit):
-                return reason
+            if limit.drops(signals[limit.signal]):
+                return limit.reason
         return None

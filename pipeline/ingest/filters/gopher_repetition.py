@@ -11,14 +11,16 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import accumulate
 from typing import Any
 
 from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters.rules import Rule, bind
 from tokenmill.pipeline.recipe import RecipeError, table_config
 from tokenmill.pipeline.text import count_duplicates
 
+# The n-gram sizes that have a signal column; a recipe chooses which of them have a rule.
 TOP_NGRAM_SIZES = (2, 3, 4)
 DUP_NGRAM_SIZES = (5, 6, 7, 8, 9, 10)
 
@@ -46,9 +48,10 @@ class GopherRepetitionConfig:
                 raise RecipeError(
                     f"[gopher_repetition] {kind}_ngram_sizes and {kind}_ngram_fracs differ in length"
                 )
-            if not set(sizes) <= set(supported):
+            if not set(sizes) <= set(supported) or len(set(sizes)) != len(sizes):
                 raise RecipeError(
-                    f"[gopher_repetition] {kind}_ngram_sizes must be among {supported}: {sizes}"
+                    f"[gopher_repetition] {kind}_ngram_sizes must be distinct sizes among {supported}: "
+                    f"{sizes}"
                 )
 
 
@@ -99,64 +102,82 @@ class GopherRepetitionFilter:
         *(f"gopher_rep_top_{n}_gram_char_frac" for n in TOP_NGRAM_SIZES),
         *(f"gopher_rep_dup_{n}_gram_char_frac" for n in DUP_NGRAM_SIZES),
     )
+    # A limit of 0 turns a line or paragraph rule off, as in the reference; an n-gram rule is off when
+    # its size is not in the recipe's list.
+    rules = (
+        Rule("dup_para_frac", "gopher_rep_dup_para_frac", ">", "dup_para_frac", off=0),
+        Rule("dup_para_char_frac", "gopher_rep_dup_para_char_frac", ">", "dup_para_char_frac", off=0),
+        Rule("dup_line_frac", "gopher_rep_dup_line_frac", ">", "dup_line_frac", off=0),
+        Rule("dup_line_char_frac", "gopher_rep_dup_line_char_frac", ">", "dup_line_char_frac", off=0),
+        Rule(
+            "top_{n}_gram",
+            "gopher_rep_top_{n}_gram_char_frac",
+            ">",
+            "top_ngram_fracs",
+            per_size="top_ngram_sizes",
+        ),
+        Rule(
+            "duplicated_{n}_n_grams",
+            "gopher_rep_dup_{n}_gram_char_frac",
+            ">",
+            "dup_ngram_fracs",
+            per_size="dup_ngram_sizes",
+        ),
+    )
+    settings: tuple[str, ...] = ()
 
     def __init__(self, config: GopherRepetitionConfig, all_signals: bool = False):
         self.config = config
         self.all_signals = all_signals
+        # One limit per signal at most (the sizes are distinct), checked as soon as the signal is known.
+        self.limits = {limit.signal: limit for limit in bind(self.rules, self.name, asdict(config))}
         # n-gram sizes in the order their values are computed: the rules' (as the reference checks them),
         # then the sizes no rule reads, whose signals are still written.
-        self.top_ngrams: list[tuple[int, float | None]] = [
-            *zip(config.top_ngram_sizes, config.top_ngram_fracs, strict=True),
-            *((n, None) for n in TOP_NGRAM_SIZES if n not in config.top_ngram_sizes),
+        self.top_sizes = [
+            *config.top_ngram_sizes,
+            *(n for n in TOP_NGRAM_SIZES if n not in config.top_ngram_sizes),
         ]
-        self.dup_ngrams: list[tuple[int, float | None]] = [
-            *zip(config.dup_ngram_sizes, config.dup_ngram_fracs, strict=True),
-            *((n, None) for n in DUP_NGRAM_SIZES if n not in config.dup_ngram_sizes),
+        self.dup_sizes = [
+            *config.dup_ngram_sizes,
+            *(n for n in DUP_NGRAM_SIZES if n not in config.dup_ngram_sizes),
         ]
 
     @classmethod
     def from_section(cls, section: dict[str, Any], all_signals: bool = False) -> GopherRepetitionFilter:
         return cls(table_config(GopherRepetitionConfig, section, "gopher_repetition"), all_signals)
 
-    def _signals(self, doc: Document) -> Iterator[tuple[str, float, str | None]]:
-        """(signal, value, drop reason if its rule is broken) for a non-empty text: the rules' signals in
-        the reference's order (paragraphs, lines, top n-grams, duplicated n-grams), then the others."""
-        text, config = doc.text, self.config
-
-        def rule(reason: str, value: float, limit: float) -> tuple[str, float, str | None]:
-            # A limit of 0 turns the rule off, as in the reference.
-            return f"gopher_rep_{reason}", value, reason if limit and value > limit else None
-
+    def _signals(self, doc: Document) -> Iterator[tuple[str, float]]:
+        """(signal, value) for a non-empty text: the rules' signals in the reference's order (paragraphs,
+        lines, top n-grams, duplicated n-grams), then the others."""
+        text = doc.text
         paragraphs = _PARAGRAPH_SPLIT.split(text.strip())
         duplicates, duplicate_chars = count_duplicates(paragraphs)
-        yield rule("dup_para_frac", duplicates / len(paragraphs), config.dup_para_frac)
-        yield rule("dup_para_char_frac", duplicate_chars / len(text), config.dup_para_char_frac)
+        yield "gopher_rep_dup_para_frac", duplicates / len(paragraphs)
+        yield "gopher_rep_dup_para_char_frac", duplicate_chars / len(text)
         lines = _LINE_SPLIT.split(text)
         duplicates, duplicate_chars = count_duplicates(lines)
-        yield rule("dup_line_frac", duplicates / len(lines), config.dup_line_frac)
-        yield rule("dup_line_char_frac", duplicate_chars / len(text), config.dup_line_char_frac)
+        yield "gopher_rep_dup_line_frac", duplicates / len(lines)
+        yield "gopher_rep_dup_line_char_frac", duplicate_chars / len(text)
         words = doc.words
-        for n, limit in self.top_ngrams:
-            # The reference skips a size when the text has fewer than n words.
+        for n in self.top_sizes:
+            # The reference skips a size when the text has fewer than n words: 0 here, which breaks no limit.
             value = top_ngram_chars(words, n) / len(text) if len(words) >= n else 0.0
-            broken = limit is not None and len(words) >= n and value > limit
-            yield f"gopher_rep_top_{n}_gram_char_frac", value, f"top_{n}_gram" if broken else None
+            yield f"gopher_rep_top_{n}_gram_char_frac", value
         joined = "".join(words)
         offsets = list(accumulate(map(len, words), initial=0))
-        for n, limit in self.dup_ngrams:
-            value = duplicated_ngram_chars(joined, offsets, n) / len(text)
-            broken = limit is not None and value > limit
-            yield f"gopher_rep_dup_{n}_gram_char_frac", value, f"duplicated_{n}_n_grams" if broken else None
+        for n in self.dup_sizes:
+            yield f"gopher_rep_dup_{n}_gram_char_frac", duplicated_ngram_chars(joined, offsets, n) / len(text)
 
     def __call__(self, doc: Document) -> str | None:
         if not doc.text:
             doc.signals.update(dict.fromkeys(self.signal_names, 0.0))
             return "empty"
         drop: str | None = None
-        for name, value, reason in self._signals(doc):
+        for name, value in self._signals(doc):
             doc.signals[name] = value
-            if reason is not None and drop is None:
-                drop = reason
+            limit = self.limits.get(name)
+            if drop is None and limit is not None and limit.drops(value):
+                drop = limit.reason
                 if not self.all_signals:
                     break
         return drop

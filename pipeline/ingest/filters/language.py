@@ -11,13 +11,14 @@ bench measures what it changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from tokenmill.pipeline.ingest.document import Document
 from tokenmill.pipeline.ingest.extract import visible_text
+from tokenmill.pipeline.ingest.filters.rules import Rule, bind
 from tokenmill.pipeline.recipe import RecipeError
 
 _PRECHECK_CHARS = 20_000
@@ -46,9 +47,14 @@ class LanguageConfig:
 class LanguageFilter:
     name = "language"
     signal_names: tuple[str, ...] = ()
+    # A wanted language's score must be above the threshold; `language_score` holds the top score.
+    rules = (Rule("below_threshold", "language_score", "<=", "threshold"),)
+    # skip_extraction_below limits the precheck's scores, which no column keeps.
+    settings = ("model", "languages", "skip_extraction_below")
 
     def __init__(self, config: LanguageConfig):
         self.config = config
+        (self.threshold,) = bind(self.rules, self.name, asdict(config))
         self.model = load_model(config.model or bundled_model_path())
         # Scores sum to at most 1, so above 0.5 only the top label can pass: one label is enough.
         self._k = 1 if config.threshold >= 0.5 else -1
@@ -93,6 +99,6 @@ class LanguageFilter:
             return "no_prediction"
         doc.language, doc.language_score = max(scores.items(), key=lambda item: item[1])
         wanted = self.config.languages
-        if not wanted or any(scores.get(lang, 0.0) > self.config.threshold for lang in wanted):
+        if not wanted or any(not self.threshold.drops(scores.get(lang, 0.0)) for lang in wanted):
             return None
-        return "below_threshold" if doc.language in wanted else "other_language"
+        return self.threshold.reason if doc.language in wanted else "other_language"

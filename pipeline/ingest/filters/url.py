@@ -2,7 +2,8 @@
 
 A page goes when its registered domain or full host name is blocklisted, its exact URL is, one of its
 URL tokens is a hard banned word, enough of them are soft banned words, or its normalized URL contains
-a banned subword. The lists ship small in pipeline/lists/; recipes add their own files or directories.
+a banned subword. Small lists ship in the lists/ folder beside this module; recipes add their own
+files or directories.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ahocorasick
 import tldextract
 
 from tokenmill.pipeline.ingest.document import Document
+from tokenmill.pipeline.ingest.filters.rules import Rule
 from tokenmill.pipeline.recipe import RecipeError, table_config
 
 if TYPE_CHECKING:
@@ -92,6 +94,9 @@ class URLConfig:
 class URLFilter:
     name = "url"
     signal_names: tuple[str, ...] = ()
+    # soft_word_threshold limits a count that no column keeps; the rest choose the lists.
+    rules: tuple[Rule, ...] = ()
+    settings = ("soft_word_threshold", "use_bundled_lists", "extra_lists")
 
     def __init__(self, config: URLConfig):
         self.config = config

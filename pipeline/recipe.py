@@ -2,13 +2,19 @@
 
 A recipe is a preset name (`fineweb`) or a TOML file; a file may say `extends = "fineweb"` and override
 single keys, and `KEY=VALUE` overrides (`gopher_quality.min_doc_words=40`) come last.
+
+Every value must have the type the fineweb preset gives its key (a list's entries too), and every number
+must lie in its key's BOUNDS, so a recipe that cannot make sense is a one-line error before any work,
+never a run that quietly keeps nothing.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,11 +31,81 @@ if TYPE_CHECKING:
 PRESETS_DIR = (
     resources.files("tokenmill.pipeline") / "presets"
 )  # zip-safe: works from spark-submit --py-files
+DECLARING_PRESET = "fineweb"  # the type of each of its values is the declared type of that key
 ConfigT = TypeVar("ConfigT")
 
 
 class RecipeError(UserError):
-    """A recipe that cannot be used: unknown preset, unknown key, wrong type."""
+    """A recipe that cannot be used: unknown preset, unknown key, wrong type, a value out of range."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The numbers a recipe key (or each entry of a list key) can take and still make sense."""
+
+    low: float
+    high: float = math.inf
+    integer: bool = False
+    above_low: bool = False  # `low` itself is excluded
+    off: float | None = None  # a value outside the bounds that switches the setting off
+
+    def admits(self, value: float) -> bool:
+        if value == self.off:
+            return True
+        if self.integer and not isinstance(value, int):
+            return False
+        return (value > self.low if self.above_low else value >= self.low) and value <= self.high
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        if self.high < math.inf:
+            text = f"{kind} in [{self.low:g}, {self.high:g}]"
+        else:
+            text = f"{kind} {'>' if self.above_low else '>='} {self.low:g}"
+        return text if self.off is None else f"{text} or {self.off} (off)"
+
+
+FRACTION = Bounds(0, 1)
+COUNT = Bounds(0, integer=True)
+COUNT_OR_OFF = Bounds(0, integer=True, off=-1)
+SIZE = Bounds(1, integer=True)
+NON_NEGATIVE = Bounds(0)
+POSITIVE = Bounds(0, above_low=True)
+
+# Where every number of a recipe makes sense, by "table.key" (for a list: each entry). A filter rule's
+# `off` value is admitted as well, read from the rule declarations (pipeline/ingest/filters/rules.py).
+BOUNDS: dict[str, Bounds] = {
+    "reader.max_payload_bytes": SIZE,
+    "url.soft_word_threshold": COUNT,
+    "extract.timeout_s": POSITIVE,
+    "language.threshold": FRACTION,
+    "language.skip_extraction_below": FRACTION,
+    "gopher_repetition.dup_line_frac": FRACTION,
+    "gopher_repetition.dup_para_frac": FRACTION,
+    "gopher_repetition.dup_line_char_frac": FRACTION,
+    "gopher_repetition.dup_para_char_frac": FRACTION,
+    "gopher_repetition.top_ngram_sizes": SIZE,
+    "gopher_repetition.top_ngram_fracs": FRACTION,
+    "gopher_repetition.dup_ngram_sizes": SIZE,
+    "gopher_repetition.dup_ngram_fracs": FRACTION,
+    "gopher_quality.min_doc_words": COUNT,
+    "gopher_quality.max_doc_words": COUNT,
+    "gopher_quality.min_avg_word_length": NON_NEGATIVE,
+    "gopher_quality.max_avg_word_length": NON_NEGATIVE,
+    "gopher_quality.max_symbol_word_ratio": NON_NEGATIVE,
+    "gopher_quality.max_bullet_lines_ratio": FRACTION,
+    "gopher_quality.max_ellipsis_lines_ratio": FRACTION,
+    "gopher_quality.min_alpha_words_ratio": FRACTION,
+    "gopher_quality.min_stop_words": COUNT,
+    "c4.min_num_sentences": COUNT,
+    "c4.min_words_per_line": COUNT_OR_OFF,
+    "c4.max_word_length": COUNT_OR_OFF,
+    "fineweb_quality.line_punct_thr": FRACTION,
+    "fineweb_quality.short_line_thr": FRACTION,
+    "fineweb_quality.short_line_length": COUNT,
+    "fineweb_quality.char_duplicates_ratio": FRACTION,
+    "fineweb_quality.new_line_ratio": NON_NEGATIVE,
+}
 
 
 @dataclass(frozen=True)
@@ -82,12 +158,86 @@ def _merge(base: dict[str, Any], override: dict[str, Any], where: str = "") -> d
                 raise RecipeError(f"recipe key {where}{key!r} must be a table")
             merged[key] = _merge(base[key], value, f"{where}{key}.")
         else:
-            if isinstance(base[key], bool) != isinstance(value, bool) or (
-                isinstance(base[key], (int, float)) and not isinstance(value, (int, float))
-            ):
-                raise RecipeError(f"recipe key {where}{key!r}: {value!r} has the wrong type")
             merged[key] = value
     return merged
+
+
+def _kind(value: Any) -> str:
+    """A value's kind in words; int and float are both numbers (Bounds say where a whole number belongs)."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _entry_kind(declared: list[Any]) -> str:
+    """The kind of a declared list's entries; the preset's empty lists (extra_lists) hold strings."""
+    return _kind(declared[0]) if declared else "a string"
+
+
+def _check_type(label: str, declared: Any, value: Any) -> None:
+    expected, found = _kind(declared), _kind(value)
+    if found != expected:
+        hint = f" (a list in TOML: {label}={json.dumps([value])})" if expected == "a list" else ""
+        raise RecipeError(
+            f"recipe key '{label}' has the wrong type: {value!r} is {found}, not {expected}{hint}"
+        )
+    if expected == "a list":
+        for entry in value:
+            if _kind(entry) != _entry_kind(declared):
+                raise RecipeError(
+                    f"recipe key '{label}' has the wrong type: entry {entry!r} is {_kind(entry)}, "
+                    f"not {_entry_kind(declared)}"
+                )
+
+
+def _rule_off_values() -> dict[str, float]:
+    """The value that switches each filter rule off, by "table.key", as the filters declare their rules."""
+    from tokenmill.pipeline.ingest.filters import FILTERS  # the filters import this module
+
+    return {
+        f"{filter_class.name}.{rule.key}": rule.off
+        for filter_class in FILTERS
+        for rule in filter_class.rules
+        if rule.off is not None
+    }
+
+
+def _check_bounds(label: str, value: Any, rule_off: float | None) -> None:
+    bounds = BOUNDS.get(label)
+    if bounds is None:
+        return
+    if rule_off is not None:
+        bounds = dataclasses.replace(bounds, off=rule_off)
+    for number in value if isinstance(value, list) else [value]:
+        if not bounds.admits(number):
+            entry = "entry " if isinstance(value, list) else ""
+            raise RecipeError(
+                f"recipe key '{label}' is out of range: {entry}{number!r} is not {bounds.describe()}"
+            )
+
+
+def validate(tables: dict[str, Any]) -> None:
+    """A RecipeError for the first value whose type differs from the declaring preset's or that lies
+    outside its BOUNDS; keys the preset lacks are left to the stage that reads them."""
+    declared_tables = _read_toml(DECLARING_PRESET)
+    offs = _rule_off_values()
+    for table, values in tables.items():
+        declared = declared_tables.get(table)
+        if not isinstance(values, dict) or not isinstance(declared, dict):
+            continue
+        for key, value in values.items():
+            if key in declared:
+                label = f"{table}.{key}"
+                _check_type(label, declared[key], value)
+                _check_bounds(label, value, offs.get(label))
 
 
 def _parse_override(text: str) -> dict[str, Any]:
@@ -113,6 +263,7 @@ def load_recipe(name_or_path: str = "fineweb", overrides: list[str] | None = Non
     for override in overrides or []:
         document = _merge(document, _parse_override(override))
     name = str(document.pop("name", Path(name_or_path).stem))
+    validate(document)
     return Recipe(name=name, tables=document)
 
 

@@ -1,5 +1,8 @@
 """What every stage leaves about a run: ROOT/stats/<stage>.json and a run record ROOT/runs/<stage>-<time>.json
-(settings, recipe, package versions, inputs, counts, seconds)."""
+(settings, recipe, package versions, inputs, counts, seconds).
+
+Both are read by people and shared, so every URI in them is redacted: inputs, endpoints and error
+messages keep no userinfo and no presigned URL's credentials."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 
 from tokenmill.pipeline.recipe import Recipe
 from tokenmill.pipeline.storage import S3Options, join, write_atomic
+from tokenmill.pipeline.storage.uri import redact_text
 
 PACKAGES = [
     "tokenmill",
@@ -38,8 +42,19 @@ def versions() -> dict[str, str]:
     return found
 
 
+def _redacted(value: Any) -> Any:
+    """`value` (JSON-like) with every URI in its strings redacted."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    return value
+
+
 def write_json(uri: str, value: Any, s3: S3Options) -> None:
-    write_atomic(uri, json.dumps(value, indent=1).encode(), s3)
+    write_atomic(uri, json.dumps(_redacted(value), indent=1).encode(), s3)
 
 
 def write_stats(root: str, stage: str, stats: dict[str, Any], s3: S3Options) -> None:

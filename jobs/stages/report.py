@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenmill.jobs.stages.settings import option
+from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.report import write_report
+from tokenmill.pipeline.report.read import holds_output
 from tokenmill.pipeline.storage import S3Options
+from tokenmill.pipeline.storage.uri import redact
 
 SUMMARY = "ROOT -> ROOT/report.html: funnel, languages, signals, dedup, tokens, loss"
 
@@ -27,6 +30,14 @@ class ReportSettings:
 
 
 def run_report(settings: ReportSettings) -> dict[str, Any]:
-    where = write_report(settings.output, S3Options(endpoint_url=settings.s3_endpoint))
-    print(f"report: {where}")
+    """Write ROOT/report.html; a ROOT without any tokenmill output (a typo, the wrong folder) is a
+    UserError, not an empty report in a directory created for it."""
+    s3 = S3Options(endpoint_url=settings.s3_endpoint)
+    if not holds_output(settings.output, s3):
+        raise UserError(
+            f"-o {redact(settings.output)}: no tokenmill output there (no runs/, stats/, documents/, tokens/ "
+            "or trainer metrics.jsonl); give the -o of an ingest, run or train"
+        )
+    where = write_report(settings.output, s3)
+    print(f"report: {redact(where)}")
     return {"report": where}

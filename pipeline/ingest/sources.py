@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.storage import S3Options, exists, join, list_files, local_path, read_bytes, split_s3
+from tokenmill.pipeline.storage.uri import redact
 
 _GLOB_CHARS = "*?["
 _MANIFEST_SUFFIXES = (".paths", ".paths.gz")
@@ -41,14 +42,14 @@ def _is_absolute(line: str) -> bool:
 
 def _read_manifest(uri: str, options: S3Options, cc_base: str) -> list[str]:
     if not exists(uri, options):
-        raise InputError(f"manifest not found: {uri}")
+        raise InputError(f"manifest not found: {redact(uri)}")
     data = read_bytes(uri, options)
     if uri.endswith(".gz"):
         data = gzip.decompress(data)
     lines = [line.strip() for line in data.decode("utf-8").splitlines()]
     found = [line if _is_absolute(line) else join(cc_base, line) for line in lines if line]
     if not found:
-        raise InputError(f"manifest lists no files: {uri}")
+        raise InputError(f"manifest lists no files: {redact(uri)}")
     return found
 
 

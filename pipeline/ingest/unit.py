@@ -32,6 +32,7 @@ from tokenmill.pipeline.ingest.stats import UnitStats
 from tokenmill.pipeline.ingest.warc import RawRecord, RecordError, iter_records
 from tokenmill.pipeline.recipe import Recipe, load_recipe
 from tokenmill.pipeline.storage import S3Options, delete, join, open_input, write_atomic
+from tokenmill.pipeline.storage.uri import object_path, redact
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,13 @@ def _records(
 
 
 def process_unit(uri: str, job: IngestJob) -> UnitStats:
-    """Process one input file end to end and commit its outputs; skip it if already complete."""
+    """Process one input file end to end and commit its outputs; skip it if already complete.
+
+    Bad data (a file truncated or corrupt as stored) is counted as `read:*` errors and the unit
+    completes. A failing source (`SourceError`: the connection cut beyond the storage layer's retries,
+    the file changed while read) raises: nothing is committed, no marker is written, and the next run
+    retries the unit.
+    """
     if (previous := completed_stats(uri, job)) is not None:
         return previous
     unit = unit_name(uri)
@@ -209,8 +216,9 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
     completion.begin()
     if not job.keep_removed:
         delete(paths["removed"], job.s3)  # an earlier --keep-removed run's; it would not match the rest
-    stats = UnitStats(unit=unit, path=uri)
+    stats = UnitStats(unit=unit, path=redact(uri))
     dump = dump_name(uri, job.dump)
+    file_path = object_path(uri)  # what documents record: no userinfo, no presigned query
     started = time.perf_counter()
     pipeline = _pipeline_for(job.recipe, job.keep_removed)
     kept = DocumentWriter(paths["documents"], job.s3)
@@ -222,13 +230,13 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
                 stats.records += 1
                 if isinstance(item, RecordError):
                     stats.error("read", item.kind)
-                    log.warning("%s: %s at offset %s: %s", uri, item.kind, item.offset, item.message)
+                    log.warning("%s: %s at offset %s: %s", redact(uri), item.kind, item.offset, item.message)
                     continue
                 try:
-                    outcome = pipeline.process(item, stats, uri, dump)
+                    outcome = pipeline.process(item, stats, file_path, dump)
                 except Exception as exc:  # a record that breaks a stage is counted, never fatal
                     stats.error("process", type(exc).__name__)
-                    log.exception("%s: record %s failed", uri, item.record_id)
+                    log.exception("%s: record %s failed", redact(uri), item.record_id)
                     continue
                 if isinstance(outcome[0], str):
                     stats.drop(*outcome)

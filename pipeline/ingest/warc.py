@@ -7,10 +7,13 @@ warcio parses the records. Around it this module adds what crawl-scale input nee
   stream goes through one streaming decompressor (`_GunzipReader`). It hands warcio plain bytes and
   remembers where each member starts. A record that fills whole members therefore still gets Common
   Crawl's compressed offset and length: the pair the CC index uses for random access.
-* Errors as values. A corrupt or cut-off stream, or bytes that are no archive, end the iteration with
-  one `RecordError`. A record whose body alone fails gives a `RecordError`, and the iteration goes on.
-  Only a failing source (network, disk) raises, as `SourceError`: a retry can fix that, but it cannot
-  fix bad bytes.
+* Errors as values, for bad data only. Corrupt bytes, bytes that are no archive, or a file that really
+  ends inside a gzip member or a record end the iteration with one `RecordError`. A record whose body
+  alone fails gives a `RecordError`, and the iteration goes on. A failing source (network, disk)
+  raises instead, as `SourceError`: a retry can fix that, but it cannot fix bad bytes. The line between
+  the two is the source's end of data: the storage layer's readers raise (`IncompleteReadError`) when a
+  connection ends before the length its server promised, so an empty read here is the file's own end,
+  never a cut connection.
 * Bounded memory. Everything streams, and a body is read up to `max_payload_bytes` and no further.
 """
 
@@ -65,10 +68,13 @@ class RecordError:
 
 
 class SourceError(OSError):
-    """The underlying stream failed (network, disk). Not a data error: a retry may fix it."""
+    """The underlying stream failed (network, disk, a read cut short). Not a data error: a retry may fix
+    it, so the caller must not count what was read as the whole file."""
 
 
 def _read_source(stream: BinaryIO, size: int) -> bytes:
+    """Every read of the input goes through here: any exception is the source's failure, and b"" is
+    the end of the file as stored (the storage layer never ends a read short without raising)."""
     try:
         return stream.read(size)
     except Exception as exc:
@@ -137,7 +143,7 @@ class _GunzipReader:
                     return b""  # clean end: the last member was complete
                 self._member = zlib.decompressobj(wbits=31)
                 self.boundaries.setdefault(self._pos, self._compressed_pos())
-            if not self._pending and not self._fill():
+            if not self._pending and not self._fill():  # the stored file ends here: bad data, not a cut
                 self.error = ("truncated", f"the gzip data ends inside a member, at byte {self._read_total}")
                 break
             try:

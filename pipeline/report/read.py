@@ -137,13 +137,16 @@ def read_corpus(root: str, s3: S3Options, lines: Lines) -> Corpus:
     return corpus
 
 
-def read_metrics(root: str, s3: S3Options) -> dict[str, list[dict[str, Any]]]:
-    """Every trainer metrics.jsonl: ROOT/train/** first, else anywhere under ROOT. Path -> records."""
+def metrics_files(root: str, s3: S3Options) -> list[str]:
+    """Every trainer metrics.jsonl: ROOT/train/** first, else anywhere under ROOT."""
     found = [uri for uri in list_files(join(root, "train"), s3) if uri.endswith("/metrics.jsonl")]
-    if not found:
-        found = [uri for uri in list_files(root, s3) if uri.endswith("/metrics.jsonl")]
+    return found or [uri for uri in list_files(root, s3) if uri.endswith("/metrics.jsonl")]
+
+
+def read_metrics(root: str, s3: S3Options) -> dict[str, list[dict[str, Any]]]:
+    """Every trainer metrics.jsonl (`metrics_files`): path -> records."""
     metrics = {}
-    for uri in found:
+    for uri in metrics_files(root, s3):
         lines = read_bytes(uri, s3).decode("utf-8").splitlines()
         metrics[uri] = [json.loads(line) for line in lines if line.strip()]
     return metrics
@@ -201,6 +204,19 @@ def funnel(
 
 
 # ---------------------------------------------------------------- the whole run
+
+
+def holds_output(root: str, s3: S3Options) -> bool:
+    """Whether ROOT holds anything the report shows: stats or run records of a stage, documents, token
+    manifests or a trainer's metrics. Checked cheapest first: a stage's run records are a short listing."""
+    sources = (
+        lambda: bool(list_files(join(root, "runs"), s3)),
+        lambda: bool(list_files(join(root, "stats"), s3)),
+        lambda: bool(_parquet_files(root, "documents", s3)),
+        lambda: any(uri.endswith("/manifest.json") for uri in list_files(join(root, "tokens"), s3)),
+        lambda: bool(metrics_files(root, s3)),
+    )
+    return any(source() for source in sources)
 
 
 @dataclass

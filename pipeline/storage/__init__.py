@@ -29,6 +29,7 @@ from typing import BinaryIO
 from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.storage import local
 from tokenmill.pipeline.storage.local import LocalStore
+from tokenmill.pipeline.storage.resume import IncompleteReadError, SourceChangedError
 from tokenmill.pipeline.storage.s3 import S3Options, S3Store, s3_client
 from tokenmill.pipeline.storage.store import FileInfo, Store, WritableStore
 from tokenmill.pipeline.storage.uri import directory_prefix, join, local_path, scheme, split_s3
@@ -36,8 +37,10 @@ from tokenmill.pipeline.storage.web import HttpStore
 
 __all__ = [
     "FileInfo",
+    "IncompleteReadError",
     "S3Options",
     "STORES",
+    "SourceChangedError",
     "Store",
     "WritableStore",
     "content_fingerprint",
@@ -88,7 +91,11 @@ def _writable(uri: str, action: str) -> WritableStore:
 
 
 def open_input(uri: str, options: S3Options) -> BinaryIO:
-    """A streaming binary reader; the caller closes it (every kind is a context manager)."""
+    """A streaming binary reader; the caller closes it (every kind is a context manager).
+
+    Remote reads deliver every byte their server promised or raise `IncompleteReadError` (after ranged
+    retries from the byte reached) or `SourceChangedError`: an empty read is the end of the file itself.
+    """
     return store_for(uri).open_input(uri, options)
 
 

@@ -23,19 +23,26 @@ import botocore.config
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
-    IncompleteReadError,
     ReadTimeoutError,
     ResponseStreamingError,
 )
+from botocore.exceptions import IncompleteReadError as BotocoreIncompleteRead
 
+from tokenmill.pipeline.storage.resume import (
+    IncompleteReadError,
+    Request,
+    Response,
+    ResumingReader,
+    SourceChangedError,
+    range_start,
+)
 from tokenmill.pipeline.storage.store import FileInfo
 from tokenmill.pipeline.storage.uri import split_s3
 
 _PUBLIC_BUCKET = "commoncrawl"
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 SEEKABLE_BUFFER = 8 << 20  # one ranged GET per 8 MiB read sequentially; S3 charges per request
-_CUT_SHORT = (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError)
-MAX_RESUMES = 10  # ranged GETs in a row that end early without delivering a byte before giving up
+_CUT_SHORT = (BotocoreIncompleteRead, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError)
 
 
 @dataclass(frozen=True)
@@ -75,17 +82,46 @@ def _is_missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in _MISSING_CODES
 
 
+def _cut_short(error: BaseException) -> bool:
+    """Errors of a body that ended early, reset or timed out: worth asking again for the rest. botocore
+    has already retried the request itself (throttling, 5xx) by then."""
+    return isinstance(error, _CUT_SHORT)
+
+
+def _object_request(client: Any, uri: str, start: int = 0, end: int | None = None) -> Request:
+    """GETs of the object's bytes from `start` + offset to `end` (inclusive; None: its end). Once the
+    ETag is known every GET names it (If-Match), so a rewritten object fails instead of mixing versions."""
+    bucket, key = split_s3(uri)
+
+    def request(offset: int, etag: str | None) -> Response:
+        arguments: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if start + offset or end is not None:
+            arguments["Range"] = f"bytes={start + offset}-{'' if end is None else end}"
+        if etag is not None:
+            arguments["IfMatch"] = etag
+        try:
+            response = client.get_object(**arguments)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise SourceChangedError(uri, f"its ETag is no longer {etag}") from exc
+            raise
+        begins = range_start(response.get("ContentRange")) - start
+        return Response(response["Body"], response["ContentLength"], response["ETag"], begins)
+
+    return request
+
+
 class RangedObject(io.RawIOBase):
     """Random access to one S3 object through ranged GETs.
 
-    Every GET names the ETag seen at open, so an object rewritten mid-read fails (PreconditionFailed)
-    instead of mixing two versions. A response that ends early is resumed from the byte it reached: a
-    read returns short only at the end of the object.
+    Every GET names the ETag seen at open, so an object rewritten mid-read fails (SourceChangedError)
+    instead of mixing two versions. A response that ends early is resumed from the byte it reached
+    (`ResumingReader`): a read returns short only at the end of the object.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, size: int, etag: str) -> None:
+    def __init__(self, client: Any, uri: str, size: int, etag: str) -> None:
         super().__init__()
-        self._client, self._bucket, self._key = client, bucket, key
+        self._client, self._uri = client, uri
         self._size, self._etag, self._position = size, etag, 0
 
     def readable(self) -> bool:
@@ -113,42 +149,31 @@ class RangedObject(io.RawIOBase):
         return count
 
     def _fill(self, start: int, view: memoryview) -> None:
-        filled, fruitless = 0, 0
-        while filled < len(view):
-            reached = filled
-            try:
-                response = self._client.get_object(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    Range=f"bytes={start + filled}-{start + len(view) - 1}",
-                    IfMatch=self._etag,
-                )
-                with response["Body"] as body:
-                    while filled < len(view):
-                        chunk = body.read(min(len(view) - filled, 1 << 20))
-                        if not chunk:
-                            break
-                        view[filled : filled + len(chunk)] = chunk
-                        filled += len(chunk)
-            except _CUT_SHORT:
-                pass
-            fruitless = 0 if filled > reached else fruitless + 1
-            if fruitless > MAX_RESUMES:
-                raise OSError(f"s3://{self._bucket}/{self._key}: no data at byte {start + filled}")
+        request = _object_request(self._client, self._uri, start, start + len(view) - 1)
+        filled = 0
+        with ResumingReader(self._uri, request, _cut_short, version=self._etag) as span:
+            while filled < len(view) and (count := span.readinto(view[filled:])):
+                filled += count
+        if filled < len(view):
+            raise IncompleteReadError(
+                self._uri, start + filled, self._size, "a ranged GET promised too few bytes"
+            )
 
 
 class S3Store:
     """s3:// URIs."""
 
     def open_input(self, uri: str, options: S3Options) -> BinaryIO:
-        bucket, key = split_s3(uri)
-        return s3_client(options, bucket).get_object(Bucket=bucket, Key=key)["Body"]
+        """The object's bytes in order; a body cut short is resumed with ranged GETs of the same ETag."""
+        bucket, _ = split_s3(uri)
+        client = s3_client(options, bucket)
+        return ResumingReader(uri, _object_request(client, uri), _cut_short)
 
     def open_seekable(self, uri: str, options: S3Options) -> BinaryIO:
         bucket, key = split_s3(uri)
         client = s3_client(options, bucket)
         head = client.head_object(Bucket=bucket, Key=key)
-        raw = RangedObject(client, bucket, key, head["ContentLength"], head["ETag"])
+        raw = RangedObject(client, uri, head["ContentLength"], head["ETag"])
         return io.BufferedReader(raw, buffer_size=SEEKABLE_BUFFER)
 
     def stat(self, uri: str, options: S3Options) -> FileInfo | None:

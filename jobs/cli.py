@@ -2,9 +2,11 @@
 
 For every command: parse the options into the stage's settings (a `UserError` for a value that cannot
 be right), check what can be checked without Spark (recipe, inputs, output root, tokenizer), start the
-Spark session only then, and call the stage function. A `UserError` anywhere is printed as one line
-with exit status 2; exit status 3 means the stage finished but left work undone (failed input units,
-an accounting mismatch) that a rerun retries; any other exception is a bug and keeps its traceback.
+Spark session only then, and call the stage function. A Spark command holds its output root's lock
+(`pipeline.lock`, ROOT/_LOCK.json) from before Spark starts until it ends, on error too. A `UserError`
+anywhere is printed as one line with exit status 2; exit status 3 means the stage finished but left
+work undone (failed input units, an accounting mismatch) that a rerun retries; any other exception is
+a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from tokenmill.jobs.stages import (
 )
 from tokenmill.jobs.stages.settings import add_options, from_options
 from tokenmill.pipeline.errors import UserError
+from tokenmill.pipeline.lock import RootLock
+from tokenmill.pipeline.storage.uri import redact_text
 
 EXIT_USER_ERROR, EXIT_INCOMPLETE = 2, 3
 
@@ -104,7 +108,8 @@ def incomplete(stats: Any) -> bool:
     return any(incomplete(value) for value in stats.values())
 
 
-def execute(name: str, namespace: argparse.Namespace) -> int:
+def execute(name: str, namespace: argparse.Namespace, argv: list[str]) -> int:
+    """Check, then for a Spark command hold the output root's lock from before Spark starts to the end."""
     command = COMMANDS[name]
     settings = command.settings(namespace)
     if command.check:
@@ -113,16 +118,19 @@ def execute(name: str, namespace: argparse.Namespace) -> int:
         return EXIT_INCOMPLETE if incomplete(command.run(settings)) else 0
     from tokenmill.jobs.spark.session import build_session
 
-    spark = build_session(namespace.master, app_name=f"tokenmill-{name}")
-    return EXIT_INCOMPLETE if incomplete(command.run(spark, settings)) else 0
+    described = redact_text(" ".join(["tokenmill", *argv]))  # it is stored in ROOT/_LOCK.json
+    with RootLock(settings.output, settings.s3, described, force=settings.force):
+        spark = build_session(namespace.master, app_name=f"tokenmill-{name}")
+        return EXIT_INCOMPLETE if incomplete(command.run(spark, settings)) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     namespace = parser().parse_args(argv)
     try:
-        return execute(namespace.command, namespace)
+        return execute(namespace.command, namespace, argv)
     except UserError as error:
-        print(f"tokenmill {namespace.command}: error: {error}", file=sys.stderr)
+        print(f"tokenmill {namespace.command}: error: {redact_text(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

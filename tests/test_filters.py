@@ -627,32 +627,53 @@ def set_limit(limit: Limit, value: float) -> str:
 
 
 PRESET_LIMITS = recipe_limits(load_recipe().tables)
-# (the limit that keeps a document whose signal is v, the one that drops it): strict comparisons keep v
-# itself on the keeping side, "<=" on the dropping side; the other value is the float next to v.
-KEEP_AND_DROP = {
-    ">": lambda v: (v, math.nextafter(v, -math.inf)),
-    "<": lambda v: (v, math.nextafter(v, math.inf)),
-    "<=": lambda v: (math.nextafter(v, -math.inf), v),
-}
+
+
+def keep_and_drop(limit: Limit, v: float) -> tuple[float, float]:
+    """(the limit that keeps a document whose signal is v, the one that drops it): strict comparisons
+    keep v itself on the keeping side, "<=" on the dropping side; the other value is the next one the
+    recipe can hold: the float next to v, or the next whole number for a count."""
+    preset = load_recipe().section(limit.section)[limit.key]
+    whole = isinstance(preset[limit.index] if limit.index is not None else preset, int)
+    down = v - 1 if whole else math.nextafter(v, -math.inf)
+    up = v + 1 if whole else math.nextafter(v, math.inf)
+    return {">": (v, down), "<": (v, up), "<=": (down, v)}[limit.drop_when]
+
+
+def admitted(overrides: list[str]) -> bool:
+    """Whether the recipe takes these values (its declared types and ranges)."""
+    try:
+        load_recipe("fineweb", overrides)
+    except RecipeError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(
     "limit", PRESET_LIMITS, ids=[f"{limit.label}:{limit.reason}" for limit in PRESET_LIMITS]
 )
 def test_a_recipe_limit_moves_the_decision_on_a_real_page(limit: Limit) -> None:
-    """A real page the preset keeps, with a non-zero value v of the rule's signal: with the limit moved
-    onto v this rule keeps it, one float further this rule drops it.
+    """A real page the preset keeps, with a non-zero value v of the rule's signal (and limits around v
+    that the recipe's ranges admit): with the limit moved onto v this rule keeps it, one step further
+    this rule drops it.
 
     Two Gopher rules share one key (max_symbol_word_ratio); the page then has zero for the earlier one,
     and at v the later one may drop it, which shows that this rule, checked before, held."""
     same_key = [other for other in PRESET_LIMITS if other.label == limit.label]
     earlier, later = same_key[: same_key.index(limit)], same_key[same_key.index(limit) + 1 :]
-    text, document = next(
-        (text, document)
-        for text, document in kept_real_pages()
-        if signal_value(document, limit.signal) != 0
-        and all(signal_value(document, other.signal) == 0 for other in earlier)
-    )
-    keep, drop = KEEP_AND_DROP[limit.drop_when](signal_value(document, limit.signal))
+    text, keep, drop = page_for(limit, earlier)
     assert first_drop([set_limit(limit, keep)], text) in [None, *((o.section, o.reason) for o in later)]
     assert first_drop([set_limit(limit, drop)], text) == (limit.section, limit.reason)
+
+
+def page_for(limit: Limit, earlier: list[Limit]) -> tuple[str, float, float]:
+    """The first kept real page with a non-zero value of the rule's signal (zero for the earlier rules
+    of the same key) whose keeping and dropping limits the recipe admits: (text, keep, drop)."""
+    for text, document in kept_real_pages():
+        value = signal_value(document, limit.signal)
+        if value == 0 or any(signal_value(document, other.signal) != 0 for other in earlier):
+            continue
+        keep, drop = keep_and_drop(limit, value)
+        if admitted([set_limit(limit, keep), set_limit(limit, drop)]):
+            return text, keep, drop
+    raise AssertionError(f"no real page moves {limit.label}")

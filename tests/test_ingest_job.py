@@ -323,3 +323,37 @@ def test_spark_submit_entry_point(tmp_path):
     assert "records read" in result.stdout
     (unit,) = _unit_stats(root)
     assert unit["kept"] > 0 and unit["path"] == str(source)
+
+
+def test_a_rewritten_input_is_ingested_again(spark, s3_endpoint, tmp_path, capsys):
+    """A unit's marker holds the version of its input's content (size and mtime locally, size and ETag
+    on S3, from one listing per folder): the same name with new content is not "already complete"."""
+    local = tmp_path / "in" / "crawl.warc.gz"
+    local.parent.mkdir()
+    shutil.copy(WARC_DIR / "dolma-sample-0000.warc.gz", local)
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket="rewritten-in")
+    client.upload_file(str(local), "rewritten-in", "crawl/crawl.warc.gz")
+    runs = {
+        "local": ["ingest", str(local), "-o", str(tmp_path / "local-out")],
+        "s3": [
+            "ingest",
+            "s3://rewritten-in/crawl/",
+            "-o",
+            str(tmp_path / "s3-out"),
+            "--s3-endpoint",
+            s3_endpoint,
+        ],
+    }
+
+    def ingest(name: str) -> str:
+        assert cli.main([*runs[name], "--limit", "30", "--master", "local[2]"]) == 0
+        return capsys.readouterr().out
+
+    for name in runs:
+        assert "0 already complete, 1 to process" in ingest(name)
+        assert "1 already complete, 0 to process" in ingest(name)
+    shutil.copy(WARC_DIR / "dolma-sample-0001.warc.gz", local)
+    client.upload_file(str(local), "rewritten-in", "crawl/crawl.warc.gz")
+    for name in runs:
+        assert "0 already complete, 1 to process" in ingest(name)

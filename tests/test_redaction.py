@@ -171,7 +171,7 @@ def test_executor_log_lines_name_the_unit_without_credentials(secret_url, tmp_pa
     """What a task logs goes to the executor's stderr, which the driver never sees: checked in-process."""
     job = IngestJob(root=str(tmp_path / "out"))
     with caplog.at_level(logging.WARNING):
-        failed = _process(secret_url.format(name="missing.warc.gz"), job)["failed"]
+        failed = _process(secret_url.format(name="missing.warc.gz"), None, job)["failed"]
         stats = process_unit(secret_url.format(name="truncated.warc.gz"), job)
     assert stats.errors  # the cut record was logged as a warning
     messages = [record.getMessage() for record in caplog.records]

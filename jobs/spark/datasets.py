@@ -4,12 +4,29 @@ Spark only schedules the tasks: each task reads or writes whole Parquet files fr
 `tokenmill.pipeline.storage`, so local paths, s3:// and S3-compatible endpoints work on any cluster,
 including one without the s3a connector (pip's pyspark has none). No data passes through the driver;
 it lists files and reads one footer.
+
+A written dataset is swapped in whole, and only files tokenmill wrote are ever deleted, on S3 too (where
+nothing can be renamed). Each write names its parts with a run id, `part-<run>-<partition>.parquet`,
+and `_DATASET.json`, the commit record, says which parts are current:
+
+1. the record is rewritten with the run id under `pending` (the current parts unchanged);
+2. the tasks write the new parts beside the current ones;
+3. the record is rewritten listing the new parts (the swap: readers move to them at once) and the
+   previous ones under `retired`;
+4. the retired parts are deleted.
+
+`read_dataset` reads the parts the record lists, so a reader sees one version whole, never a mix, and
+a crash at any step leaves the previous version readable. The next write first deletes what a crash
+left: retired parts, and parts of pending runs that no record lists. A directory that holds files but
+no record of the same command is not tokenmill's to overwrite and is refused before any work.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
+import os
+import secrets
+import time
 from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
@@ -19,6 +36,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from tokenmill.pipeline.errors import UserError
+from tokenmill.pipeline.lock import LOCK_NAME
 from tokenmill.pipeline.storage import (
     S3Options,
     delete,
@@ -27,17 +45,20 @@ from tokenmill.pipeline.storage import (
     list_files,
     local_path,
     remove_stale_temps,
+    write_atomic,
 )
 from tokenmill.pipeline.storage.parquet import (
-    dataset_files,
+    RECORD_NAME,
+    DatasetRecord,
+    committed_files,
     iter_batches,
     present_columns,
+    read_record,
     read_schema,
     write_batches,
     write_table,
 )
 
-PART_NAME = re.compile(r"part-\d{5,}\.parquet")
 _WRITTEN = pa.schema([pa.field("name", pa.string())])
 # Spark has no unsigned integers; like Spark's own Parquet reader, widen them to the next signed type.
 _SIGNED = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64()}
@@ -60,6 +81,71 @@ def _arrow_schema(spark: SparkSession, schema: StructType) -> pa.Schema:
     return to_arrow_schema(schema, timezone=spark.conf.get("spark.sql.session.timeZone"))
 
 
+def _write_record(uri: str, record: DatasetRecord, s3: S3Options) -> None:
+    write_atomic(join(uri, RECORD_NAME), record.to_json(), s3)
+
+
+def _comparable(uri: str) -> str:
+    path = local_path(uri)
+    return os.path.realpath(path) if path is not None else uri.rstrip("/")
+
+
+def overlap(first: str, second: str) -> bool:
+    """Whether two locations are the same or one lies inside the other."""
+    a, b = _comparable(first), _comparable(second)
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def check_output_dataset(uri: str, s3: S3Options, writer: str, inputs: Sequence[str] = ()) -> None:
+    """A UserError unless `tokenmill <writer>` may (re)write the dataset at `uri`: it lies apart from
+    every input, and it is missing, empty, or an earlier output of the same command."""
+    for source in inputs:
+        if _comparable(source) == _comparable(uri):
+            raise UserError(f"{writer}: the output {uri} is the input itself; write to a separate directory")
+        if overlap(source, uri):
+            raise UserError(
+                f"{writer}: the output {uri} and the input {source} overlap; write to a separate directory"
+            )
+    record = read_record(uri, s3)
+    if record is not None:
+        if record.writer != writer:
+            raise UserError(
+                f"{writer}: {uri} holds the output of `tokenmill {record.writer}`; "
+                "choose another output directory"
+            )
+        return
+    prefix = directory_prefix(local_path(uri) or uri)
+    foreign = [found[len(prefix) :] for found in list_files(prefix, s3) if found[len(prefix) :] != LOCK_NAME]
+    if foreign:
+        raise UserError(
+            f"{writer}: {uri} is not empty and is not an earlier output of `tokenmill {writer}` "
+            f"(it holds {foreign[0]}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); "
+            "choose an empty or new directory"
+        )
+
+
+def _remove_leftovers(uri: str, record: DatasetRecord, s3: S3Options) -> None:
+    """Delete what the record names as no longer current: retired parts, and parts that a pending
+    run wrote but no record lists (a write that crashed before its swap)."""
+    current = set(record.parts)
+    crashed = tuple(f"part-{run}-" for run in record.pending)
+    if crashed:
+        prefix = directory_prefix(uri)
+        for found in list_files(prefix, s3):
+            name = found[len(prefix) :]
+            if name.startswith(crashed) and name not in current:
+                delete(found, s3)
+    for name in record.retired:
+        if name not in current:
+            delete(join(uri, name), s3)
+    remove_stale_temps(uri, "part-")
+    remove_stale_temps(uri, RECORD_NAME)  # a record rewrite that a crash cut short
+
+
+def _run_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+
+
 def read_dataset(
     spark: SparkSession,
     uri: str,
@@ -70,11 +156,12 @@ def read_dataset(
 ) -> DataFrame:
     """A DataFrame over the Parquet files at `uri`, one partition per file, optionally only `columns`.
 
+    The files are those the dataset's commit record lists, if it has one (see the module docstring).
     The schema comes from the first file's footer; the others must share it, and a task that finds one
     that does not fails naming it. `produced_by` names the stage that writes the dataset, for the error
     when there is none.
     """
-    files = dataset_files(uri, s3)
+    files = committed_files(uri, s3)
     if not files:
         stage = f"`tokenmill {produced_by}`" if produced_by else "the stage that writes it"
         raise UserError(f"no Parquet files under {uri}; run {stage} first or check the path")
@@ -96,14 +183,20 @@ def read_dataset(
     return spark.createDataFrame(file_list, "uri string").mapInArrow(read_files, spark_schema)
 
 
-def write_dataset(frame: DataFrame, uri: str, s3: S3Options) -> list[str]:
-    """Write each partition as `part-<partition:05d>.parquet` (zstd) under `uri`; returns their URIs.
+def write_dataset(frame: DataFrame, uri: str, s3: S3Options, *, writer: str) -> list[str]:
+    """Write each partition as `part-<run>-<partition:05d>.parquet` (zstd) under `uri` and swap them in
+    as the dataset's current version; returns their URIs.
 
-    A retried or speculative task rewrites the same name atomically. Then part files that an earlier,
-    wider write left are deleted, and nothing else under `uri` is touched. When every partition is
-    empty, one empty part file keeps the columns visible to readers.
+    `writer` names the command, which must own `uri` (check_output_dataset). A retried or speculative
+    task rewrites the same name atomically. When every partition is empty, one empty part file keeps
+    the columns visible to readers. Files that no record of this command lists are never touched.
     """
     uri = local_path(uri) or uri
+    check_output_dataset(uri, s3, writer)
+    previous = read_record(uri, s3) or DatasetRecord(writer)
+    _remove_leftovers(uri, previous, s3)
+    run = _run_id()
+    _write_record(uri, DatasetRecord(writer, previous.parts, pending=[run]), s3)
     schema = _arrow_schema(frame.sparkSession, frame.schema)
 
     def write_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -111,19 +204,15 @@ def write_dataset(frame: DataFrame, uri: str, s3: S3Options) -> list[str]:
         first = next(rows, None)
         if first is None:
             return
-        name = f"part-{TaskContext.get().partitionId():05d}.parquet"
+        name = f"part-{run}-{TaskContext.get().partitionId():05d}.parquet"
         write_batches(join(uri, name), schema, itertools.chain([first], rows), s3)
         yield pa.RecordBatch.from_pydict({"name": [name]}, schema=_WRITTEN)
 
-    written = {row.name for row in frame.mapInArrow(write_partition, "name string").collect()}
+    written = sorted({row.name for row in frame.mapInArrow(write_partition, "name string").collect()})
     if not written:
-        empty = "part-00000.parquet"
-        write_table(join(uri, empty), schema.empty_table(), s3)
-        written = {empty}
-    prefix = directory_prefix(uri)
-    for found in list_files(prefix, s3):
-        name = found[len(prefix) :]
-        if PART_NAME.fullmatch(name) and name not in written:
-            delete(found, s3)
-    remove_stale_temps(uri, "part-")
-    return [join(uri, name) for name in sorted(written)]
+        written = [f"part-{run}-00000.parquet"]
+        write_table(join(uri, written[0]), schema.empty_table(), s3)
+    current = DatasetRecord(writer, written, retired=previous.parts)
+    _write_record(uri, current, s3)
+    _remove_leftovers(uri, current, s3)
+    return [join(uri, name) for name in written]

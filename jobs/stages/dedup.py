@@ -20,7 +20,7 @@ Everything below is a Spark DataFrame operation over the plain per-batch functio
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark import Accumulator
@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from tokenmill.jobs.spark.components import connected_components
-from tokenmill.jobs.spark.datasets import read_dataset, write_dataset
+from tokenmill.jobs.spark.datasets import check_output_dataset, read_dataset, write_dataset
 from tokenmill.jobs.spark.progress import StageProgress
 from tokenmill.jobs.stages.records import Timings, write_run_record, write_stats
 from tokenmill.jobs.stages.scrub import scrub_frame
@@ -78,8 +78,22 @@ class DedupSettings(SparkSettings):
         return self.input or join(self.output, "documents")
 
 
+def output_datasets(root: str) -> dict[str, str]:
+    """The datasets dedup writes under a root, by name."""
+    return {
+        "clusters": join(root, "dedup", "clusters"),
+        "bands": join(root, "dedup", "bands"),
+        "final": join(root, "final"),
+    }
+
+
 def check_dedup(settings: DedupSettings) -> None:
+    """The root is writable, each output is dedup's to rewrite and apart from every input, and every
+    --against root holds a complete dedup of the same preset."""
     check_writable_root(settings.output, settings.s3)
+    inputs = [settings.source, *(output_datasets(root)["bands"] for root in settings.against)]
+    for dataset in output_datasets(settings.output).values():
+        check_output_dataset(dataset, settings.s3, "dedup", inputs)
     for root in settings.against:
         _prior_marker(root, settings)
 
@@ -221,7 +235,7 @@ def _prior_marker(root: str, settings: DedupSettings) -> dict[str, Any]:
 
 def _prior_members(spark: SparkSession, settings: DedupSettings) -> DataFrame | None:
     tables = [
-        read_dataset(spark, join(root, "dedup", "bands"), settings.s3).select(
+        read_dataset(spark, output_datasets(root)["bands"], settings.s3).select(
             F.concat(F.lit(PRIOR_PREFIX), "id").alias("id"), "band", "key"
         )
         for root in settings.against
@@ -236,13 +250,10 @@ def _prior_members(spark: SparkSession, settings: DedupSettings) -> DataFrame | 
 
 def _fingerprint(settings: DedupSettings) -> str:
     s3 = settings.s3
-    stage_settings = {
-        key: value for key, value in asdict(settings).items() if key not in ("master", "s3_endpoint")
-    }
     return fingerprint(
         input=content_fingerprint(settings.source, s3),
-        against=[content_fingerprint(join(root, "dedup", "bands"), s3) for root in settings.against],
-        settings=stage_settings,
+        against=[content_fingerprint(output_datasets(root)["bands"], s3) for root in settings.against],
+        settings=settings.output_settings(),
     )
 
 
@@ -269,7 +280,8 @@ def run_dedup(spark: SparkSession, settings: DedupSettings) -> dict[str, Any]:
 def _deduplicate(
     spark: SparkSession, settings: DedupSettings, completion: Completion, print_: str, keyed: Accumulator
 ) -> dict[str, Any]:
-    s3, root, source = settings.s3, settings.output, settings.source
+    s3, source = settings.s3, settings.source
+    outputs = output_datasets(settings.output)
     timings = Timings()
     docs = read_dataset(spark, source, s3)
     needed = {"id", "text"} | ({settings.priority} if settings.priority else set())
@@ -293,16 +305,16 @@ def _deduplicate(
     with timings.phase("clusters"):
         clusters = assign_clusters(keys, docs, components, settings.priority, settings.url_dedup)
         clusters = clusters.localCheckpoint()
-        write_dataset(clusters, join(root, "dedup", "clusters"), s3)
-        write_dataset(members, join(root, "dedup", "bands"), s3)
+        write_dataset(clusters, outputs["clusters"], s3, writer="dedup")
+        write_dataset(members, outputs["bands"], s3, writer="dedup")
     with timings.phase("pii_and_write"):
         survivors = docs.join(clusters.where("kept").select("id"), "id", "left_semi")
         final = fineweb_order(scrub_frame(survivors, PIIConfig(phones=settings.phones)))
-        write_dataset(final, join(root, "final"), s3)
+        write_dataset(final, outputs["final"], s3, writer="dedup")
 
     reasons = {row["reason"]: row["count"] for row in clusters.groupBy("reason").count().collect()}
     sizes = clusters.select("cluster_id", "cluster_size").distinct().groupBy("cluster_size").count().collect()
-    written = read_dataset(spark, join(root, "final"), s3)
+    written = read_dataset(spark, outputs["final"], s3)
     pii = written.agg(*[F.sum(f"pii_{kind}").alias(kind) for kind in PII_KINDS]).first().asDict()
     survivors_out = written.count()
     stats: dict[str, Any] = {

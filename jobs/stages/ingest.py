@@ -22,12 +22,13 @@ from tokenmill.jobs.spark.progress import StageProgress
 from tokenmill.jobs.stages.records import Timings, write_run_record, write_stats
 from tokenmill.jobs.stages.settings import SparkSettings, option
 from tokenmill.pipeline.errors import UserError
-from tokenmill.pipeline.ingest.sources import expand_inputs, unit_name
+from tokenmill.pipeline.ingest.sources import expand_inputs, input_versions, unit_name
 from tokenmill.pipeline.ingest.stats import UnitStats
 from tokenmill.pipeline.ingest.unit import IngestJob, completed_stats, process_unit
 from tokenmill.pipeline.recipe import Recipe, load_recipe
 from tokenmill.pipeline.storage import join
 from tokenmill.pipeline.storage.roots import check_writable_root
+from tokenmill.pipeline.storage.uri import redact, redact_text
 
 SUMMARY = "WARC/WET files -> FineWeb-filtered documents (Parquet)"
 
@@ -75,14 +76,15 @@ def check_ingest(settings: IngestSettings) -> list[str]:
     return inputs
 
 
-def _process(uri: str, job: IngestJob) -> dict[str, Any]:
+def _process(uri: str, version: str | None, job: IngestJob) -> dict[str, Any]:
     """Executor side: a unit that cannot be processed at all (unreadable, missing) is reported, not fatal."""
     logging.basicConfig(level=logging.WARNING)
     try:
-        return {"stats": process_unit(uri, job).to_dict()}
+        return {"stats": process_unit(uri, job, version).to_dict()}
     except Exception as exc:
-        logging.getLogger("tokenmill.ingest").exception("unit %s failed", uri)
-        return {"failed": {"unit": unit_name(uri), "path": uri, "error": f"{type(exc).__name__}: {exc}"}}
+        logging.getLogger("tokenmill.ingest").exception("unit %s failed", redact(uri))
+        error = redact_text(f"{type(exc).__name__}: {exc}")
+        return {"failed": {"unit": unit_name(uri), "path": redact(uri), "error": error}}
 
 
 def run_ingest(spark: SparkSession, settings: IngestSettings) -> dict[str, Any]:
@@ -99,8 +101,9 @@ def run_ingest(spark: SparkSession, settings: IngestSettings) -> dict[str, Any]:
         s3=s3,
     )
     inputs = expand_inputs(list(settings.inputs), s3, cc_base=settings.cc_base)
-    done = {uri: stats for uri in inputs if (stats := completed_stats(uri, job)) is not None}
-    pending = [uri for uri in inputs if uri not in done]
+    versions = input_versions(inputs, s3)
+    done = {uri: stats for uri in inputs if (stats := completed_stats(uri, job, versions[uri])) is not None}
+    pending = [(uri, versions[uri]) for uri in inputs if uri not in done]
     print(f"ingest: {len(inputs)} input files, {len(done)} already complete, {len(pending)} to process")
 
     results: list[dict[str, Any]] = []
@@ -108,8 +111,8 @@ def run_ingest(spark: SparkSession, settings: IngestSettings) -> dict[str, Any]:
         with StageProgress(spark, "ingest", units=len(pending)) as progress:
             records = progress.documents
 
-            def process(uri: str) -> dict[str, Any]:
-                result = _process(uri, job)
+            def process(unit: tuple[str, str | None]) -> dict[str, Any]:
+                result = _process(*unit, job)
                 records.add(result.get("stats", {}).get("records", 0))
                 return result
 

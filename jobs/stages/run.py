@@ -74,6 +74,19 @@ class PipelineSettings:
     tokenize: TokenizeSettings
     crawl_processed: bool = False  # --crawl of a crawl whose token set is complete: nothing to do
 
+    @property
+    def output(self) -> str:
+        """The root whose lock the run holds: -o, under which every crawl root of --crawl lies."""
+        return self.run.output
+
+    @property
+    def s3(self) -> S3Options:
+        return self.run.s3
+
+    @property
+    def force(self) -> bool:
+        return self.run.force
+
 
 def pipeline_settings(namespace: argparse.Namespace) -> PipelineSettings:
     """The stages' settings from run's parsed options; with --crawl, the crawl's root, manifest and

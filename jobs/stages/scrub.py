@@ -5,7 +5,9 @@
 
 The same columns come out, `text` scrubbed, plus `pii_email`, `pii_ip`, `pii_phone`: the replacements
 made in each document (a dataset that already has them, such as ROOT/final, gets them recounted). OUT
-holds tokenmill's part files and a completion marker; files it did not write are left alone.
+must be new, empty or an earlier scrub's output, apart from the input; it holds the part files, their
+commit record (`jobs.spark.datasets`) and a completion marker, and files scrub did not write are left
+alone.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StructField, StructType
 
-from tokenmill.jobs.spark.datasets import read_dataset, write_dataset
+from tokenmill.jobs.spark.datasets import check_output_dataset, read_dataset, write_dataset
 from tokenmill.jobs.stages.settings import SparkSettings, option
 from tokenmill.pipeline.completion import Completion, fingerprint
 from tokenmill.pipeline.dedup.keys import PII_KINDS, scrub_batches
@@ -37,9 +39,9 @@ class ScrubSettings(SparkSettings):
 
 
 def check_scrub(settings: ScrubSettings) -> None:
-    if settings.input.rstrip("/") == settings.output.rstrip("/"):
-        raise UserError(f"scrub: -o {settings.output} is the input itself; write the scrubbed copy elsewhere")
+    """OUT is writable, apart from the input, and empty or an earlier scrub's output."""
     check_writable_root(settings.output, settings.s3)
+    check_output_dataset(settings.output, settings.s3, "scrub", [settings.input])
 
 
 def scrub_frame(docs: DataFrame, config: PIIConfig) -> DataFrame:
@@ -67,7 +69,7 @@ def run_scrub(spark: SparkSession, settings: ScrubSettings) -> dict[str, Any]:
     if missing := {"id", "text"} - set(docs.columns):
         raise UserError(f"scrub: {settings.input} lacks the columns {sorted(missing)}")
     completion.begin()
-    write_dataset(scrub_frame(docs, PIIConfig(phones=settings.phones)), settings.output, s3)
+    write_dataset(scrub_frame(docs, PIIConfig(phones=settings.phones)), settings.output, s3, writer="scrub")
     written = read_dataset(spark, settings.output, s3)
     totals = written.agg(
         F.count("*").alias("documents"), *[F.sum(f"pii_{k}").alias(k) for k in PII_KINDS]

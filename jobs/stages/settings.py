@@ -52,9 +52,17 @@ class SparkSettings:
         metavar="URL",
     )
 
+    force: bool = option(False, "take the output root's lock even if another run seems to hold it")
+
     @property
     def s3(self) -> S3Options:
         return S3Options(endpoint_url=self.s3_endpoint)
+
+    def output_settings(self) -> dict[str, Any]:
+        """The fields that can change what the stage writes, for its fingerprint: all but where Spark
+        runs, how S3 is reached and whether the lock is forced."""
+        runtime = {spec.name for spec in dataclasses.fields(SparkSettings)}
+        return {key: value for key, value in dataclasses.asdict(self).items() if key not in runtime}
 
 
 def _value_type(annotation: Any) -> tuple[type, bool, bool]:

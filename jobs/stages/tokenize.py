@@ -22,6 +22,7 @@ and after a crash a rerun rewrites the same bytes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,7 +35,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from tokenmill.jobs.spark.datasets import read_dataset
+from tokenmill.jobs.spark.datasets import overlap, read_dataset
 from tokenmill.jobs.spark.progress import StageProgress
 from tokenmill.jobs.stages.records import Timings, versions, write_stats
 from tokenmill.jobs.stages.settings import SparkSettings, option
@@ -45,6 +46,7 @@ from tokenmill.pipeline.storage import (
     S3Options,
     content_fingerprint,
     delete,
+    directory_prefix,
     join,
     list_files,
     remove_stale_temps,
@@ -106,9 +108,21 @@ def load_tokenizer(settings: TokenizeSettings) -> EncodingSpec:
     return spec
 
 
-def check_tokenize(settings: TokenizeSettings) -> None:
-    load_tokenizer(settings)
+def tokens_directory(settings: TokenizeSettings, spec: EncodingSpec) -> str:
+    return join(settings.output, "tokens", spec.name)
+
+
+def check_tokenize(settings: TokenizeSettings) -> EncodingSpec:
+    """The tokenizer (it loads), the root is writable, and the input lies apart from the shards."""
+    spec = load_tokenizer(settings)
+    directory = tokens_directory(settings, spec)
     check_writable_root(settings.output, settings.s3)
+    if overlap(settings.source, directory):
+        raise UserError(
+            f"tokenize: the input {settings.source} and the output {directory} overlap; "
+            "give the documents' own directory as --input"
+        )
+    return spec
 
 
 # ---- 1-2. shuffle and encode --------------------------------------------------------------------------
@@ -239,9 +253,8 @@ def _fingerprint(settings: TokenizeSettings, spec: EncodingSpec) -> str:
 
 def run_tokenize(spark: SparkSession, settings: TokenizeSettings) -> dict[str, Any]:
     """Shards and manifest under ROOT/tokens/<tokenizer>/; skipped when the manifest is current."""
-    spec = load_tokenizer(settings)
-    check_writable_root(settings.output, settings.s3)
-    directory = join(settings.output, "tokens", spec.name)
+    spec = check_tokenize(settings)
+    directory = tokens_directory(settings, spec)
     completion = Completion(join(directory, "manifest.json"), settings.s3)
     print_ = _fingerprint(settings, spec)
     if (manifest := completion.current(print_)) is not None:
@@ -363,11 +376,16 @@ def _empty_validation(directory: str, shard_format: ShardFormat, s3: S3Options) 
     return ShardWriter(directory, 0, shard_format, s3).commit()
 
 
+SHARD_FILE = re.compile(r"(val_000000|train_\d{6})\.(bin|idx|parquet)")
+
+
 def _remove_other_shards(directory: str, keep: set[str], s3: S3Options) -> None:
-    """Shards an earlier run with other settings left behind would be mistaken for this run's."""
-    for uri in list_files(directory, s3):
-        name = uri.rsplit("/", 1)[-1]
-        if name.startswith(("val_", "train_")) and name not in keep:
+    """Shards an earlier run with other settings left behind would be mistaken for this run's; only
+    files named as tokenize names shards are candidates, so nothing else in the directory is touched."""
+    prefix = directory_prefix(directory)
+    for uri in list_files(prefix, s3):
+        name = uri[len(prefix) :]
+        if SHARD_FILE.fullmatch(name) and name not in keep:
             delete(uri, s3)
 
 

@@ -150,10 +150,12 @@ def unit_paths(root: str, unit: str) -> dict[str, str]:
     }
 
 
-def unit_fingerprint(uri: str, job: IngestJob) -> str:
-    """What a unit's outputs depend on: the input file, the recipe and the run's settings for it."""
+def unit_fingerprint(uri: str, job: IngestJob, version: str | None = None) -> str:
+    """What a unit's outputs depend on: the input file (its URI and, where known, the version of its
+    content: size and mtime or ETag, see `sources.input_versions`), the recipe and the run's settings."""
     return fingerprint(
         input=uri,
+        version=version,
         recipe=job.recipe.sha256,
         dump=dump_name(uri, job.dump),
         limit=job.limit,
@@ -165,9 +167,9 @@ def _completion(uri: str, job: IngestJob) -> Completion:
     return Completion(unit_paths(job.root, unit_name(uri))["marker"], job.s3)
 
 
-def completed_stats(uri: str, job: IngestJob) -> UnitStats | None:
-    """The stats of a unit a previous run completed with these settings, else None."""
-    record = _completion(uri, job).current(unit_fingerprint(uri, job))
+def completed_stats(uri: str, job: IngestJob, version: str | None = None) -> UnitStats | None:
+    """The stats of a unit a previous run completed from this content with these settings, else None."""
+    record = _completion(uri, job).current(unit_fingerprint(uri, job, version))
     return None if record is None else UnitStats.from_dict(record["stats"])
 
 
@@ -200,7 +202,7 @@ def _records(
         yield item
 
 
-def process_unit(uri: str, job: IngestJob) -> UnitStats:
+def process_unit(uri: str, job: IngestJob, version: str | None = None) -> UnitStats:
     """Process one input file end to end and commit its outputs; skip it if already complete.
 
     Bad data (a file truncated or corrupt as stored) is counted as `read:*` errors and the unit
@@ -208,7 +210,7 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
     the file changed while read) raises: nothing is committed, no marker is written, and the next run
     retries the unit.
     """
-    if (previous := completed_stats(uri, job)) is not None:
+    if (previous := completed_stats(uri, job, version)) is not None:
         return previous
     unit = unit_name(uri)
     paths = unit_paths(job.root, unit)
@@ -260,5 +262,5 @@ def process_unit(uri: str, job: IngestJob) -> UnitStats:
         raise
     stats.seconds = time.perf_counter() - started
     write_atomic(paths["stats"], json.dumps(stats.to_dict(), indent=1).encode(), job.s3)
-    completion.commit(unit_fingerprint(uri, job), {"stats": stats.to_dict()})
+    completion.commit(unit_fingerprint(uri, job, version), {"stats": stats.to_dict()})
     return stats

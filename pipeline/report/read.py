@@ -21,7 +21,7 @@ from tokenmill.pipeline.ingest.filters import DROP_STAGES, LANGUAGE_PRECHECK, re
 from tokenmill.pipeline.ingest.filters.gopher_quality import GopherQualityFilter
 from tokenmill.pipeline.recipe import latest_ingest_recipe, load_recipe
 from tokenmill.pipeline.storage import S3Options, exists, join, list_files, read_bytes
-from tokenmill.pipeline.storage.parquet import dataset_files, read_table
+from tokenmill.pipeline.storage.parquet import committed_files, read_table
 
 BINS = 30
 # The word count the Gopher length rules read: drawn on a log scale, in a chart of its own.
@@ -46,7 +46,7 @@ def _read_json(uri: str, s3: S3Options) -> Any:
 
 
 def _parquet_files(root: str, folder: str, s3: S3Options) -> list[str]:
-    return dataset_files(join(root, folder), s3)
+    return committed_files(join(root, folder), s3)
 
 
 def _read_columns(uri: str, wanted: Iterable[str], s3: S3Options) -> pa.Table:

@@ -6,7 +6,9 @@ they are opened with `open_seekable` and only the footer and the wanted columns'
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -16,9 +18,12 @@ from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.storage import (
     S3Options,
     directory_prefix,
+    exists,
+    join,
     list_files,
     local_path,
     open_seekable,
+    read_bytes,
     stat,
     write_with,
 )
@@ -147,3 +152,40 @@ def write_batches(uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
 def write_table(uri: str, table: pa.Table, s3: S3Options) -> None:
     """Write a whole table as one zstd Parquet file, committed atomically."""
     write_batches(uri, table.schema, table.to_batches(), s3)
+
+
+# ---- the commit record of a dataset tokenmill wrote (see tokenmill.jobs.spark.datasets) ------------------
+
+RECORD_NAME = "_DATASET.json"
+RECORD_FORMAT = "tokenmill-dataset/1"
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """`_DATASET.json`: the command that owns the directory, its current parts (names relative to it),
+    runs that may have left parts of their own, and parts replaced but perhaps not yet deleted."""
+
+    writer: str
+    parts: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"format": RECORD_FORMAT, **asdict(self)}, indent=1).encode()
+
+
+def read_record(uri: str, s3: S3Options) -> DatasetRecord | None:
+    """The dataset's commit record, or None when the directory has none."""
+    record_uri = join(local_path(uri) or uri, RECORD_NAME)
+    if not exists(record_uri, s3):
+        return None
+    found: dict[str, Any] = json.loads(read_bytes(record_uri, s3))
+    return DatasetRecord(found["writer"], found["parts"], found["pending"], found["retired"])
+
+
+def committed_files(uri: str, s3: S3Options) -> list[str]:
+    """The files a reader of `uri` should read: the parts its record lists, else (a dataset tokenmill did
+    not write) every visible Parquet file under it."""
+    uri = local_path(uri) or uri
+    record = None if uri.endswith(".parquet") else read_record(uri, s3)
+    return dataset_files(uri, s3) if record is None else [join(uri, name) for name in record.parts]

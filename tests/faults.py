@@ -139,6 +139,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
+        if self.headers.get("Expect", "").lower() == "100-continue":
+            self.send_response_only(100)  # else botocore waits a second before it sends a PUT's body
+            self.end_headers()
         request_body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         fault = proxy.decide(self.command, self.path)
         if fault == "over":

@@ -3,6 +3,8 @@ across shards, and the shard writer's three files agreeing with each other."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -71,6 +73,22 @@ def test_writer_files_agree_and_gaps_are_refused(tmp_path):
         gap.add(batch.slice(1))  # starts at offset 3 in an empty shard
     gap.abort()
     assert not list(tmp_path.glob("train_000002.*"))
+
+
+def test_a_failed_commit_keeps_its_own_error(tmp_path):
+    """The task aborts a writer whose commit failed; that second abort must not replace the error."""
+    (tmp_path / "not-a-directory").write_text("a file where the shards should go")
+    writer = ShardWriter(str(tmp_path / "not-a-directory"), 0, UINT16, S3Options())
+    writer.add(
+        pa.RecordBatch.from_pydict({"offset": [0], "piece": [0], "id": ["a"], "tokens": [b"\x01\x00"]})
+    )
+    with pytest.raises(OSError) as failed:
+        try:
+            writer.commit()
+        finally:
+            writer.abort()
+    assert not isinstance(failed.value, FileNotFoundError) and "not-a-directory" in str(failed.value)
+    assert not Path(writer._temp).exists()
 
 
 def test_header_errors_are_clear(tmp_path):

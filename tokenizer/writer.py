@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -109,10 +109,10 @@ class ShardWriter:
         return entry
 
     def abort(self) -> None:
+        """Remove the local temporary files. Idempotent: `commit` calls it, and a task that fails in
+        `commit` calls it again, which must not hide the commit's own error."""
         if not self._bin.closed:
             self._bin.close()
         if self._parquet.is_open:
             self._parquet.close()
-        for name in ("bin", "idx", "parquet"):
-            Path(self._temp, name).unlink(missing_ok=True)
-        Path(self._temp).rmdir()
+        shutil.rmtree(self._temp, ignore_errors=True)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import http.client
 import os
 import pickle
 import random
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
 
 import boto3
 import botocore
@@ -22,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import WARC_DIR
+from tests.faults import Fault, FaultProxy, serve_files
 from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.ingest.warc import RawRecord, iter_records
 from tokenmill.pipeline.storage import (
@@ -222,16 +218,8 @@ def test_s3_options_travel_by_pickle():
 
 @pytest.fixture(scope="module")
 def http_root() -> Iterator[str]:
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(WARC_DIR))
-    handler.log_message = lambda *args: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_files(WARC_DIR) as url:
+        yield url
 
 
 def test_http_open_input_streams_a_warc(http_root):
@@ -345,66 +333,16 @@ def test_s3_seekable_refuses_an_object_rewritten_mid_read(s3):
             reader.read()
 
 
-class _CuttingServer(ThreadingHTTPServer):
-    upstream: str
-    cuts: int
-
-
-class _CuttingProxy(BaseHTTPRequestHandler):
-    """Forwards requests to the S3 server; the first `cuts` ranged GETs get half their body and a
-    closed connection, as when a connection drops mid-response."""
-
-    server: _CuttingServer
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        upstream = urlparse(self.server.upstream)
-        connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
-        length = int(self.headers.get("Content-Length") or 0)
-        connection.request(self.command, self.path, self.rfile.read(length), dict(self.headers))
-        response = connection.getresponse()
-        body = response.read()
-        cut = self.command == "GET" and "Range" in self.headers and self.server.cuts > 0
-        self.send_response(response.status)
-        for name, value in response.getheaders():
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", response.headers.get("Content-Length", str(len(body))))
-        self.end_headers()
-        if cut:
-            self.server.cuts -= 1
-            body = body[: len(body) // 2]
-        self.wfile.write(body)
-        self.close_connection = True
-
-    do_HEAD = do_PUT = do_DELETE = do_GET
-
-
-@pytest.fixture
-def cutting_proxy(s3_endpoint) -> Iterator[_CuttingServer]:
-    server = _CuttingServer(("127.0.0.1", 0), _CuttingProxy)
-    server.upstream, server.cuts = s3_endpoint, 0
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_s3_seekable_resumes_a_response_cut_short(s3, cutting_proxy):
+def test_s3_seekable_resumes_a_response_cut_short(s3, s3_endpoint):
     options, client = s3
     data = random.Random(5).randbytes(3_000_000)
     client.put_object(Bucket="tokenmill-storage", Key="seek/cut.bin", Body=data)
-    cutting_proxy.cuts = 3
-    through_proxy = S3Options(endpoint_url=f"http://127.0.0.1:{cutting_proxy.server_address[1]}")
-    with open_seekable("s3://tokenmill-storage/seek/cut.bin", through_proxy) as reader:
-        reader.seek(1000)
-        assert reader.read(2_000_000) == data[1000:2_001_000]
-    assert cutting_proxy.cuts == 0  # every cut happened, and each was resumed
+    with FaultProxy(s3_endpoint, Fault("cut", first=3, path="seek/cut.bin")) as proxy:
+        through_proxy = S3Options(endpoint_url=proxy.url)
+        with open_seekable("s3://tokenmill-storage/seek/cut.bin", through_proxy) as reader:
+            reader.seek(1000)
+            assert reader.read(2_000_000) == data[1000:2_001_000]
+    assert proxy.injected["cut"] == 3  # every cut happened, and each was resumed
 
 
 # -- Parquet -------------------------------------------------------------------------------------------

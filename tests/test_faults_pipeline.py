@@ -302,8 +302,13 @@ def test_a_python_worker_killed_in_ingest_is_retried(spark, s3, s3_endpoint, cle
     """local[2,3] allows each task 3 attempts: a worker SIGKILLed while it ingests a unit costs one."""
     root, log = tmp_path / "root", tmp_path / "run.log"
     process = _start_run(root, s3_endpoint, log, master="local[2,3]")
-    _wait_for(lambda: _python_workers(process.pid) != [], process, "a Python worker", log)
-    os.kill(_python_workers(process.pid)[0], signal.SIGKILL)
+
+    def ingesting() -> bool:  # workers up and no unit committed yet: each worker holds a unit's task
+        return _python_workers(process.pid) != [] and not any((root / "markers").glob("*.done"))
+
+    _wait_for(ingesting, process, "Python workers ingesting", log)
+    for worker in _python_workers(process.pid):
+        os.kill(worker, signal.SIGKILL)
     assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert _task_lost_in_ingest(log) and "Python worker exited unexpectedly" in log.read_text()
     assert_same_outcome(clean, root)

@@ -40,6 +40,7 @@ def test_no_script_shadows_the_standard_library(folder):
     assert not names & set(sys.stdlib_module_names)
 
 
+@pytest.mark.slow  # a Python process per script
 @pytest.mark.parametrize("script", ENTRY_SCRIPTS, ids=lambda path: path.name)
 def test_job_script_starts_as_a_script(script):
     result = subprocess.run(
@@ -124,6 +125,7 @@ def test_a_missing_bucket_is_one_line(s3_endpoint, capsys):
     _one_line_error(capsys, argv, "bucket 'cli-absent' does not exist")
 
 
+@pytest.mark.slow
 def test_a_user_error_in_a_real_process_exits_2_without_a_traceback(tmp_path):
     command = [
         sys.executable,

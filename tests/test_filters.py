@@ -649,6 +649,7 @@ def admitted(overrides: list[str]) -> bool:
     return True
 
 
+@pytest.mark.slow  # every real page through every filter, for each of the preset's limits
 @pytest.mark.parametrize(
     "limit", PRESET_LIMITS, ids=[f"{limit.label}:{limit.reason}" for limit in PRESET_LIMITS]
 )

@@ -25,7 +25,6 @@ from tokenmill.pipeline.storage import (
     SourceChangedError,
     content_fingerprint,
     delete,
-    download_file,
     exists,
     join,
     list_files,
@@ -288,22 +287,6 @@ def test_content_fingerprint_follows_every_visible_file(where, s3, tmp_path):
     single = content_fingerprint(join(root, "a.parquet"), options)
     _rewrite_same_size(join(root, "a.parquet"), options, b"AAAA")
     assert content_fingerprint(join(root, "a.parquet"), options) != single
-
-
-def test_download_file_from_s3_and_local(s3, tmp_path):
-    options, client = s3
-    data = random.Random(3).randbytes(3_000_000)
-    client.put_object(Bucket="tokenmill-storage", Key="download/blob.bin", Body=data)
-    download_file("s3://tokenmill-storage/download/blob.bin", str(tmp_path / "in" / "blob.bin"), options)
-    download_file(str(tmp_path / "in" / "blob.bin"), str(tmp_path / "copy.bin"), options)
-    assert (tmp_path / "in" / "blob.bin").read_bytes() == data == (tmp_path / "copy.bin").read_bytes()
-    assert _hidden(tmp_path / "in") == [] and _hidden(tmp_path) == []
-    with pytest.raises(ClientError):
-        download_file("s3://tokenmill-storage/download/missing.bin", str(tmp_path / "none.bin"), options)
-    assert not (tmp_path / "none.bin").exists() and _hidden(tmp_path) == []
-
-
-# -- random access on S3 -------------------------------------------------------------------------------
 
 
 def test_s3_seekable_reads_equal_the_objects_bytes(s3):

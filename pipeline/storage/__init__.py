@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -46,7 +45,6 @@ __all__ = [
     "content_fingerprint",
     "delete",
     "directory_prefix",
-    "download_file",
     "exists",
     "join",
     "list_files",
@@ -166,19 +164,6 @@ def write_with(uri: str, write: Callable[[BinaryIO], None], s3: S3Options) -> No
 def upload_file_atomic(local_file: str, uri: str, options: S3Options) -> None:
     """Copy a finished local file to `uri`. The source is left in place."""
     _writable(uri, "write").upload_file(local_file, uri, options)
-
-
-def download_file(uri: str, destination: str, s3: S3Options) -> None:
-    """Copy a file from any store to a local path, committed atomically there."""
-    path = local_path(destination)
-    if path is None:
-        raise UserError(f"cannot download to {destination}: the destination must be a local path")
-
-    def copy(handle: BinaryIO) -> None:
-        with open_input(uri, s3) as source:
-            shutil.copyfileobj(source, handle, 1 << 20)
-
-    local.commit(path, copy)
 
 
 def delete(uri: str, options: S3Options) -> None:

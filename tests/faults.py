@@ -24,17 +24,22 @@ import email.utils
 import functools
 import http.client
 import math
+import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
+
+import pytest
 
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -214,12 +219,8 @@ class _RangeFileHandler(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve_files(directory: Path) -> Iterator[str]:
-    """Serve `directory` over HTTP on 127.0.0.1 with ranged GETs; yields the base URL (no trailing /)."""
-
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_RangeFileHandler, directory=str(directory))
-    )
+def serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Run `server` on a daemon thread; yields its base URL (no trailing /) and shuts it down after."""
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -228,3 +229,27 @@ def serve_files(directory: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_files(directory: Path) -> Iterator[str]:
+    """Serve `directory` over HTTP on 127.0.0.1 with ranged GETs; yields the base URL (no trailing /)."""
+    handler = functools.partial(_RangeFileHandler, directory=str(directory))
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
+
+
+def wait_for(
+    condition: Callable[[], bool], process: subprocess.Popen, what: str, log: Path | None = None
+) -> None:
+    """Poll `condition` while the real `tokenmill` process runs (a kill test's trigger); fail, with the
+    end of its log, if the process ends first or nothing happens within 5 minutes."""
+    deadline = time.monotonic() + 300
+    while not condition():
+        if process.poll() is not None:
+            tail = log.read_text()[-3000:] if log is not None else ""
+            pytest.fail(f"the process ended (rc {process.returncode}) before {what}\n{tail}")
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import WARC_DIR
-from tests.faults import Fault, FaultProxy
+from tests.faults import Fault, FaultProxy, wait_for
 from tests.test_s3_pipeline import mirror
 from tokenmill.jobs import cli
 from tokenmill.jobs.spark.datasets import RECORD_NAME
@@ -212,17 +211,6 @@ def _start_run(root: Path, endpoint: str, log: Path, master: str = "local[2]") -
         )
 
 
-def _wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str, log: Path) -> None:
-    deadline = time.monotonic() + 300
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"the run ended (rc {process.returncode}) before {what}:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def _kill_run(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -280,7 +268,7 @@ def test_run_killed_in_each_stage_reruns_to_the_clean_result(spark, s3, s3_endpo
     }
     for stage, (reached, not_yet) in points.items():
         process = _start_run(root, s3_endpoint, log)
-        _wait_for(reached, process, f"{stage} is under way", log)
+        wait_for(reached, process, f"{stage} is under way", log)
         _kill_run(process)
         assert (root / LOCK_NAME).is_file()  # left by the killed run; the next one takes it over
         assert not (root / not_yet).exists(), f"the kill in {stage} came too late"
@@ -306,7 +294,7 @@ def test_a_python_worker_killed_in_ingest_is_retried(spark, s3, s3_endpoint, cle
     def ingesting() -> bool:  # workers up and no unit committed yet: each worker holds a unit's task
         return _python_workers(process.pid) != [] and not any((root / "markers").glob("*.done"))
 
-    _wait_for(ingesting, process, "Python workers ingesting", log)
+    wait_for(ingesting, process, "Python workers ingesting", log)
     for worker in _python_workers(process.pid):
         os.kill(worker, signal.SIGKILL)
     assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
@@ -344,7 +332,7 @@ def test_an_executor_killed_in_ingest_on_a_standalone_cluster(
     def busy_executors() -> list[int]:
         return [pid for pid in _executors(work_dirs) if _python_workers(pid)]
 
-    _wait_for(lambda: busy_executors() != [], process, "an executor running a task", log)
+    wait_for(lambda: busy_executors() != [], process, "an executor running a task", log)
     os.kill(busy_executors()[0], signal.SIGKILL)
     assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert _task_lost_in_ingest(log)

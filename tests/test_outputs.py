@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import DATA, WARC_DIR
+from tests.faults import wait_for
 from tokenmill.jobs import cli
 from tokenmill.jobs.spark.datasets import RECORD_NAME, read_record
 from tokenmill.pipeline.errors import UserError
@@ -64,17 +64,6 @@ def _start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         _cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-
-
-def _wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 240
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"the process ended (rc {process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -166,7 +155,7 @@ def clean_dedup(spark, tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("clean")
     source, root = _documents(base / "docs"), base / "root"
     first = _start("dedup", "-o", str(root), "--input", str(source), "--master", "local[2]")
-    _wait_for((root / LOCK_NAME).is_file, first, "the lock")
+    wait_for((root / LOCK_NAME).is_file, first, "the lock")
     started = time.monotonic()
     second = subprocess.run(
         _cli("dedup", "-o", str(root), "--input", str(source), "--master", "local[2]"),
@@ -205,7 +194,7 @@ def test_killed_dedup_reruns_to_the_clean_result(clean_dedup, tmp_path):
     for point, dataset in KILL_POINTS.items():
         before = set((root / dataset).iterdir())
         process = _start(*args)
-        _wait_for(functools.partial(_new_part, root / dataset, before), process, point)
+        wait_for(functools.partial(_new_part, root / dataset, before), process, point)
         _kill(process)
         assert not (root / "dedup" / "_COMPLETE.json").exists(), f"killed at {point}: the old marker survived"
         assert (root / LOCK_NAME).is_file()  # left by the killed run; the next run takes it over

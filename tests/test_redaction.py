@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import WARC_DIR
+from tests.faults import serving
 from tokenmill.jobs import cli
 from tokenmill.jobs.stages.ingest import _process
 from tokenmill.pipeline.ingest.unit import IngestJob, process_unit
@@ -121,15 +121,10 @@ class _AuthenticatedFiles(BaseHTTPRequestHandler):
 def secret_url() -> Iterator[str]:
     """The URL of a file on a local server that wants credentials, "...{name}...", with userinfo and a
     presigned URL's query."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AuthenticatedFiles)
     _AuthenticatedFiles.authorized_gets = []
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://{USER}:{PASSWORD}@127.0.0.1:{server.server_address[1]}/{{name}}?{PRESIGNED}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _AuthenticatedFiles)) as base:
+        host = base.removeprefix("http://")
+        yield f"http://{USER}:{PASSWORD}@{host}/{{name}}?{PRESIGNED}"
 
 
 def _text_of(path: Path) -> str:

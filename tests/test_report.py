@@ -1,6 +1,7 @@
 """The run report over a real run (ingest --keep-removed, dedup, tokenize on two bundled WARCs, plus a
 trainer metrics.jsonl): its numbers equal the stats files and Parquet, every chart is an SVG with data,
-and headless Chromium loads it with no console message and paints every chart."""
+and headless Chromium loads it with no console message and paints every chart. A fine-tune's metrics
+are drawn beside pretraining's."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from tokenmill.jobs.cli import main
 from tokenmill.pipeline.ingest.filters import signal_columns
 from tokenmill.pipeline.recipe import load_recipe
 from tokenmill.pipeline.report import funnel, render, thresholds, write_report
-from tokenmill.pipeline.report.read import LENGTH_COLUMN
+from tokenmill.pipeline.report.read import LENGTH_COLUMN, holds_output
 from tokenmill.pipeline.report.svg import KEPT, REMOVED, VAL
 from tokenmill.pipeline.storage import S3Options
 
@@ -39,6 +40,32 @@ METRICS = [
 for record in METRICS:
     if record["step"] % 25 == 0:
         record["val_loss"] = 10.2 - record["step"] * 0.04
+# A fine-tune as `tokenmill sft` logs it: step 0 holds the base model's held-out loss and no train loss;
+# step 7's loss is null too, and the end of an epoch adds a key the report does not know.
+BASE_HELD_OUT = 3.5
+SFT_METRICS = [
+    {
+        "step": 0,
+        "loss": None,
+        "val_loss": BASE_HELD_OUT,
+        "lr": 0.0,
+        "tokens_per_s": None,
+        "mfu": None,
+        "kind": "sft",
+    }
+]
+for step in range(1, 21):
+    record = {
+        "step": step,
+        "loss": None if step == 7 else 3.0 - step * 0.02,
+        "lr": 1e-4,
+        "tokens_per_s": 500.0,
+    }
+    record |= {"mfu": None, "kind": "sft"}
+    record |= {"val_loss": 3.4 - step * 0.03} if step % 5 == 0 else {}
+    record |= {"epoch_end": 1} if step == 10 else {}
+    SFT_METRICS.append(record)
+SFT_DATA = {"rows": 60, "train": 48, "heldout": 6, "skipped": {"unknown_role": 4, "over_context": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +107,25 @@ def _tips(fragment: str) -> list[str]:
 
 def _number(text: str) -> int:
     return int(text.replace(",", ""))
+
+
+def _curves(fragment: str) -> list[tuple[str, list[tuple[float, float]]]]:
+    """The loss charts' lines: (name, [(x, y)] as drawn)."""
+    lines = re.findall(r'<polyline points="([^"]+)"[^>]*><title>([^<]+)</title>', fragment)
+    return [
+        (name, [tuple(map(float, point.split(","))) for point in points.split()]) for points, name in lines
+    ]
+
+
+def _write_training(
+    root: Path, folder: str, records: list[dict[str, Any]], sft_data: dict[str, Any] | None = None
+) -> None:
+    """A trainer's output folder under ROOT: metrics.jsonl, and sft_data.json for a fine-tune."""
+    metrics = root / folder / "metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text("".join(json.dumps(record) + "\n" for record in records))
+    if sft_data is not None:
+        (metrics.parent / "sft_data.json").write_text(json.dumps(sft_data))
 
 
 def test_funnel_rows_equal_the_stats_files(root, page):
@@ -175,9 +221,111 @@ def test_dedup_tokens_and_loss_charts(root, page):
     shards = [f"{shard['bin']}: {shard['tokens']:,}" for shard in manifest["shards"]]
     assert _tips(_section(page, "tokens")) == shards
     training = _section(page, "training")
-    lines = re.findall(r'<polyline points="([^"]+)"[^>]*><title>([^<]+)</title>', training)
-    assert [(name, len(points.split())) for points, name in lines] == [("train loss", 21), ("val loss", 5)]
+    assert [(name, len(points)) for name, points in _curves(training)] == [
+        ("train loss", 21),
+        ("val loss", 5),
+    ]
     assert "train/tiny/metrics.jsonl" in training
+
+
+def _columns(training: str) -> tuple[str, str]:
+    """The training section's two columns: pretraining, supervised fine-tuning."""
+    pair = re.fullmatch(
+        r'<h2>Training</h2><div class="pair"><div>(.*?)</div><div>(.*)</div></div>', training, re.S
+    )
+    return pair.group(1), pair.group(2)
+
+
+def _captions(fragment: str) -> list[str]:
+    return re.findall(r"<figcaption>([^<]*)</figcaption>", fragment)
+
+
+def _rows(fragment: str) -> dict[str, str]:
+    return dict(re.findall(r'<tr><td>([^<]*)</td><td class="num">([^<]*)</td></tr>', fragment))
+
+
+def test_fine_tune_is_drawn_beside_pretraining(tmp_path):
+    _write_training(tmp_path, "train/tiny", METRICS)
+    _write_training(tmp_path, "sft", SFT_METRICS, SFT_DATA)
+    training = _section(render(str(tmp_path), S3), "training")
+    pretraining, fine_tuning = _columns(training)
+    assert _captions(pretraining) == ["pretraining: Loss by step — train/tiny/metrics.jsonl"]
+    assert _captions(fine_tuning) == ["supervised fine-tuning: Loss by step — sft/metrics.jsonl"]
+    assert [(name, len(points)) for name, points in _curves(pretraining)] == [
+        ("train loss", 21),
+        ("val loss", 5),
+    ]
+    # 20 steps with a loss but step 7's is null; held-out: the base model at step 0, then every 5th step
+    assert [(name, len(points)) for name, points in _curves(fine_tuning)] == [
+        ("train loss", 19),
+        ("held-out loss", 5),
+    ]
+    assert re.findall(r'<svg [^>]*width="(\d+)"', training) == ["600", "600"]
+    assert "None" not in training and "nan" not in training
+    summary = _rows(fine_tuning)
+    assert summary["last step"] == "20" and summary["last loss"] == "2.6"
+    assert summary["base model held-out loss"] == "3.5" and summary["best held-out loss"] == "2.8"
+    assert "base model held-out loss" not in pretraining
+
+
+def test_base_model_held_out_loss_is_marked_at_step_zero(tmp_path):
+    _write_training(tmp_path, "sft", SFT_METRICS)
+    fine_tuning = _columns(_section(render(str(tmp_path), S3), "training"))[1]
+    mark = re.findall(
+        r'<line x1="([\d.]+)" [^>]*y1="([\d.]+)"[^>]*><title>base model held-out loss = 3.5</title>',
+        fine_tuning,
+    )
+    curves = dict(_curves(fine_tuning))
+    first_held_out = curves["held-out loss"][0]  # step 0, the base model
+    assert [(float(x), float(y)) for x, y in mark] == [first_held_out]
+    assert curves["train loss"][0][0] > first_held_out[0]  # no train loss drawn at step 0
+
+
+def test_sft_data_counts_are_shown(tmp_path):
+    _write_training(tmp_path, "sft", SFT_METRICS, SFT_DATA)
+    fine_tuning = _columns(_section(render(str(tmp_path), S3), "training"))[1]
+    table = re.search(r"<table><thead><tr><th>conversations</th>.*?</table>", fine_tuning).group(0)
+    assert _rows(table) == {
+        "rows": "60",
+        "train": "48",
+        "heldout": "6",
+        "skipped: unknown_role": "4",
+        "skipped: over_context": "2",
+    }
+
+
+def test_a_fine_tune_alone_names_pretraining_absent(tmp_path):
+    _write_training(tmp_path, "sft", SFT_METRICS)
+    assert holds_output(str(tmp_path), S3)
+    pretraining, fine_tuning = _columns(_section(render(str(tmp_path), S3), "training"))
+    assert pretraining.startswith('<p class="absent">Absent: <code>train/**/metrics.jsonl</code>')
+    assert len(_curves(fine_tuning)) == 2
+
+
+def _without_timestamp(page: str) -> str:
+    return re.sub(r"generated [^<]*", "", page)
+
+
+def test_without_a_fine_tune_the_training_section_is_unchanged(tmp_path):
+    """Pretraining alone draws one full-width chart as before fine-tuning existed, whether its records
+    say kind "pretrain" or, written before kinds, nothing; a fine-tune changes that section alone."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    _write_training(old, "train/tiny", METRICS)
+    _write_training(new, "train/tiny", [{**record, "kind": "pretrain"} for record in METRICS])
+    training = _section(render(str(old), S3), "training")
+    assert training == _section(render(str(new), S3), "training")
+    assert "pair" not in training and "pretraining" not in training
+    assert _captions(training) == ["Loss by step — train/tiny/metrics.jsonl"]
+    assert re.findall(r'<svg [^>]*width="(\d+)"', training) == ["900"]
+    assert [(name, len(points)) for name, points in _curves(training)] == [
+        ("train loss", 21),
+        ("val loss", 5),
+    ]
+    before = _without_timestamp(render(str(old), S3))
+    _write_training(old, "sft", SFT_METRICS, SFT_DATA)
+    after = _without_timestamp(render(str(old), S3))
+    assert after.replace(_section(after, "training"), "") == before.replace(training, "")
+    assert _section(after, "training") != training
 
 
 def test_page_is_self_contained(page):
@@ -372,15 +520,20 @@ def test_console_errors_are_detected(chromium, tmp_path):
     assert any("undefined_call" in message for message in messages)
 
 
-def test_chromium_loads_the_report_cleanly_and_paints_every_chart(chromium, root, page, tmp_path):
-    chromium.load((root / "report.html").as_uri())
-    assert chromium.console_messages() == []
-    boxes = chromium.evaluate(
+def chart_boxes(browser: Chromium) -> list[dict[str, Any]]:
+    """Every chart of the loaded page (legends aside): its label and its box on the page."""
+    return browser.evaluate(
         "[...document.querySelectorAll('svg')].filter(svg => svg.getAttribute('aria-label') !== 'legend')"
         ".map(svg => { const r = svg.getBoundingClientRect(); return {label: svg.getAttribute('aria-label'),"
         " x: Math.round(r.x + scrollX), y: Math.round(r.y + scrollY), width: Math.round(r.width),"
         " height: Math.round(r.height)}; })"
     )
+
+
+def test_chromium_loads_the_report_cleanly_and_paints_every_chart(chromium, root, page, tmp_path):
+    chromium.load((root / "report.html").as_uri())
+    assert chromium.console_messages() == []
+    boxes = chart_boxes(chromium)
     assert len(boxes) == page.count("<svg") - page.count('aria-label="legend"')
     png = chromium.screenshot(width=1280)
     (tmp_path / "report.png").write_bytes(png)
@@ -392,3 +545,22 @@ def test_chromium_loads_the_report_cleanly_and_paints_every_chart(chromium, root
     counts = data_pixels(chromium, png, boxes, [KEPT, REMOVED, VAL])
     blank = [box["label"] for box, count in zip(boxes, counts, strict=True) if count < 40]
     assert blank == []
+
+
+def test_chromium_paints_pretraining_and_fine_tuning_side_by_side(chromium, tmp_path):
+    root = tmp_path / "root"
+    _write_training(root, "train/tiny", METRICS)
+    _write_training(root, "sft", SFT_METRICS, SFT_DATA)
+    chromium.load(Path(write_report(str(root), S3)).as_uri())
+    assert chromium.console_messages() == []
+    boxes = [box for box in chart_boxes(chromium) if box["label"].startswith("loss curve")]
+    assert [box["label"] for box in boxes] == [
+        "loss curve train/tiny/metrics.jsonl",
+        "loss curve sft/metrics.jsonl",
+    ]
+    pretraining, fine_tuning = boxes
+    assert pretraining["y"] == fine_tuning["y"]
+    assert pretraining["x"] + pretraining["width"] < fine_tuning["x"]
+    assert fine_tuning["x"] + fine_tuning["width"] <= 1280
+    png = chromium.screenshot(width=1280)
+    assert all(count >= 40 for count in data_pixels(chromium, png, boxes, [KEPT, REMOVED]))

@@ -2,7 +2,8 @@
 
 It shows the record funnel through every stage with its drop reasons, the language distribution, the
 document-length and quality-signal histograms with the recipe's thresholds drawn on them, the dedup
-cluster sizes, the tokens per shard and, when ROOT holds a trainer's metrics.jsonl, the loss curve.
+cluster sizes, the tokens per shard and, when ROOT holds a trainer's metrics.jsonl, the loss curve
+(and a fine-tune's beside it).
 
 `read` turns ROOT's files into plain data, `svg` draws the charts, `page` lays out the HTML.
 """

@@ -15,10 +15,12 @@ import numpy as np
 
 from tokenmill.pipeline.report.read import (
     LENGTH_COLUMN,
+    SFT,
     Corpus,
     FunnelStep,
     Lines,
     Run,
+    TrainingRun,
     funnel,
     histogram_columns,
     read_run,
@@ -51,6 +53,7 @@ td.num, th.num { text-align: right; }
 figure.chart { margin: 8px 0; } figcaption { font-size: 13px; font-weight: bold; margin-bottom: 2px; }
 .grid { display: grid; grid-template-columns: repeat(3, 400px); gap: 4px 16px; }
 .grid figcaption { font-weight: normal; font-size: 11px; height: 28px; overflow: hidden; }
+.pair { display: grid; grid-template-columns: repeat(2, 600px); gap: 0 16px; align-items: start; }
 """
 
 
@@ -187,27 +190,56 @@ def _tokens_section(name: str, manifest: dict[str, Any]) -> list[str]:
     return [_figure(caption, legend + chart), table]
 
 
-def _training_section(root: str, metrics: dict[str, list[dict[str, Any]]]) -> list[str]:
-    parts = []
-    for uri, records in metrics.items():
-        loss = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
-        val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
-        series = [("train loss", KEPT, loss)] + ([("val loss", REMOVED, val)] if val else [])
-        name = uri[len(root) :].lstrip("/")
-        if not loss:
-            parts.append(_absent(name, "no step with a loss"))
-            continue
-        speeds = [r["tokens_per_s"] for r in records if r.get("tokens_per_s")]
-        mfus = [r["mfu"] for r in records if r.get("mfu")]
-        summary = [("last step", loss[-1][0]), ("last loss", loss[-1][1])]
-        summary += [("best val loss", min(v for _, v in val))] if val else []
-        summary += [("median tokens/s", float(np.median(speeds)))] if speeds else []
-        summary += [("median MFU", float(np.median(mfus)))] if mfus else []
-        parts += [
-            _figure(f"Loss by step — {name}", line_chart(f"loss curve {name}", series)),
-            _table(["", "value"], summary),
-        ]
+def _sft_data_rows(sft_data: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """sft_data.json as table rows: its counts, then each skip reason."""
+    for key, value in sft_data.items():
+        if isinstance(value, dict):
+            yield from ((f"{key}: {reason}", count) for reason, count in value.items())
+        else:
+            yield key, value
+
+
+def _loss_parts(root: str, run: TrainingRun, label: str, width: int) -> list[str]:
+    """One run's loss curve and summary. A fine-tune's held-out loss starts at step 0 with the base
+    model's, which the chart marks, so the gain over the base model reads at a glance."""
+    records = run.records
+    loss = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
+    val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+    val_name = "held-out loss" if run.kind == SFT else "val loss"
+    series = [("train loss", KEPT, loss)] + ([(val_name, REMOVED, val)] if val else [])
+    base = val[0][1] if run.kind == SFT and val and val[0][0] == 0 else None
+    name = run.uri[len(root) :].lstrip("/")
+    if not loss:
+        return [_absent(name, "no step with a loss")]
+    speeds = [r["tokens_per_s"] for r in records if r.get("tokens_per_s")]
+    mfus = [r["mfu"] for r in records if r.get("mfu")]
+    summary = [("last step", loss[-1][0]), ("last loss", loss[-1][1])]
+    summary += [("base model held-out loss", base)] if base is not None else []
+    summary += [(f"best {val_name}", min(v for _, v in val))] if val else []
+    summary += [("median tokens/s", float(np.median(speeds)))] if speeds else []
+    summary += [("median MFU", float(np.median(mfus)))] if mfus else []
+    marks = [("base model held-out loss", base)] if base is not None else []
+    chart = line_chart(f"loss curve {name}", series, width=width, marks=marks)
+    parts = [_figure(f"{label}Loss by step — {name}", chart), _table(["", "value"], summary)]
+    if run.sft_data:
+        parts.append(_table(["conversations", "count"], _sft_data_rows(run.sft_data)))
     return parts
+
+
+def _training_section(root: str, training: list[TrainingRun]) -> list[str]:
+    """Each run's loss curve; with a fine-tune, pretraining and fine-tuning side by side."""
+    pretraining = [run for run in training if run.kind != SFT]
+    fine_tuning = [run for run in training if run.kind == SFT]
+    if not fine_tuning:
+        return [part for run in pretraining for part in _loss_parts(root, run, "", width=900)]
+    columns = []
+    for label, runs, where in (
+        ("pretraining", pretraining, "train/"),
+        ("supervised fine-tuning", fine_tuning, "sft/"),
+    ):
+        parts = [part for run in runs for part in _loss_parts(root, run, f"{label}: ", width=600)]
+        columns.append("".join(parts or [_absent(f"{where}**/metrics.jsonl", f"no {label} run under ROOT")]))
+    return [f'<div class="pair">{"".join(f"<div>{column}</div>" for column in columns)}</div>']
 
 
 def _units_section(units: list[dict[str, Any]]) -> list[str]:
@@ -253,7 +285,7 @@ def _iter_sections(run: Run) -> Iterator[str]:
     yield _section(
         "Training",
         "training",
-        _training_section(run.root, run.metrics) or [_absent("metrics.jsonl", "no trainer run under ROOT")],
+        _training_section(run.root, run.training) or [_absent("metrics.jsonl", "no trainer run under ROOT")],
     )
     yield _section(
         "Units",

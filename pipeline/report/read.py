@@ -1,5 +1,5 @@
-"""Reading ROOT for the report: stats JSON, run records, token manifests, trainer metrics and the signal
-columns of the Parquet documents, into plain data.
+"""Reading ROOT for the report: stats JSON, run records, token manifests, trainer metrics (pretraining
+and fine-tuning) and the signal columns of the Parquet documents, into plain data.
 
 Parquet is read column by column and one file at a time, never the text, so a whole crawl's report
 stays small.
@@ -137,19 +137,42 @@ def read_corpus(root: str, s3: S3Options, lines: Lines) -> Corpus:
     return corpus
 
 
+PRETRAIN, SFT = "pretrain", "sft"
+SFT_DATA = "sft_data.json"
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One trainer metrics.jsonl, and for a fine-tune the sft_data.json written beside it."""
+
+    uri: str
+    records: list[dict[str, Any]]
+    kind: str  # PRETRAIN or SFT; files written before fine-tuning existed carry no kind: pretraining
+    sft_data: dict[str, Any] | None  # conversations read, trained on, held out and skipped by reason
+
+
 def metrics_files(root: str, s3: S3Options) -> list[str]:
-    """Every trainer metrics.jsonl: ROOT/train/** first, else anywhere under ROOT."""
-    found = [uri for uri in list_files(join(root, "train"), s3) if uri.endswith("/metrics.jsonl")]
+    """Every trainer metrics.jsonl: ROOT/train/** and ROOT/sft/** first, else anywhere under ROOT."""
+    found = [
+        uri
+        for stage in ("train", "sft")
+        for uri in list_files(join(root, stage), s3)
+        if uri.endswith("/metrics.jsonl")
+    ]
     return found or [uri for uri in list_files(root, s3) if uri.endswith("/metrics.jsonl")]
 
 
-def read_metrics(root: str, s3: S3Options) -> dict[str, list[dict[str, Any]]]:
-    """Every trainer metrics.jsonl (`metrics_files`): path -> records."""
-    metrics = {}
+def read_training(root: str, s3: S3Options) -> list[TrainingRun]:
+    """Every trainer metrics.jsonl (`metrics_files`) with its records; a file is a fine-tune's when its
+    records say kind "sft"."""
+    runs = []
     for uri in metrics_files(root, s3):
         lines = read_bytes(uri, s3).decode("utf-8").splitlines()
-        metrics[uri] = [json.loads(line) for line in lines if line.strip()]
-    return metrics
+        records = [json.loads(line) for line in lines if line.strip()]
+        kind = SFT if any(record.get("kind") == SFT for record in records) else PRETRAIN
+        sft_data = _read_json(join(uri.rsplit("/", 1)[0], SFT_DATA), s3) if kind == SFT else None
+        runs.append(TrainingRun(uri, records, kind, sft_data))
+    return runs
 
 
 # ---------------------------------------------------------------- the funnel
@@ -230,7 +253,7 @@ class Run:
     recipe: dict[str, Any]  # the newest ingest run's recipe, else the fineweb preset
     lines: Lines  # the recipe's thresholds by signal column
     corpus: Corpus
-    metrics: dict[str, list[dict[str, Any]]]  # metrics.jsonl path -> records
+    training: list[TrainingRun]  # every metrics.jsonl: pretraining and fine-tuning
     units: list[dict[str, Any]]  # stats/units/*.json
 
 
@@ -259,6 +282,6 @@ def read_run(root: str, s3: S3Options) -> Run:
         recipe=recipe,
         lines=lines,
         corpus=read_corpus(root, s3, lines),
-        metrics=read_metrics(root, s3),
+        training=read_training(root, s3),
         units=units,
     )

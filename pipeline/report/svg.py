@@ -225,14 +225,29 @@ def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
 
 
-def line_chart(label: str, series: list[tuple[str, str, list[tuple[float, float]]]], width: int = 900) -> str:
-    """Lines (name, color, [(x, y)]) on shared axes: the trainer's loss and validation loss by step."""
+def line_chart(
+    label: str,
+    series: list[tuple[str, str, list[tuple[float, float]]]],
+    width: int = 900,
+    marks: list[tuple[str, float]] | None = None,
+) -> str:
+    """Lines (name, color, [(x, y)]) on shared axes: the trainer's loss and validation loss by step. Each
+    mark (name, y) is a dashed level across the chart: a fine-tune's base model held-out loss."""
+    marks = marks or []
     xs = [x for _, _, points in series for x, _ in points]
-    ys = [y for _, _, points in series for _, y in points]
+    ys = [y for _, _, points in series for _, y in points] + [y for _, y in marks]
     pad = (max(ys) - min(ys)) * 0.05 or 0.5
     x_range = (min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1)
-    frame = Frame(width, 300, x_range, (min(ys) - pad, max(ys) + pad), y_counts=False)
+    band = 18 if marks else 0  # a level runs the whole width: the legend moves to a band above the plot
+    frame = Frame(width, 300, x_range, (min(ys) - pad, max(ys) + pad), y_counts=False, top=14 + band)
     body = frame.axes("step", "loss")
+    for name, value in marks:
+        y, right, tip = frame.y(value), frame.width - frame.right, html.escape(f"{name} = {value:.4g}")
+        body.append(
+            f'<line x1="{frame.left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{THRESHOLD}" '
+            f'stroke-width="1.5" stroke-dasharray="4 3"><title>{tip}</title></line>'
+        )
+        body.append(_text(right - 2, y - 4, f"{name} {value:.3g}", anchor="end", size=10, color=THRESHOLD))
     for name, color, points in series:
         path = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in _thin(points))
         body.append(
@@ -244,5 +259,5 @@ def line_chart(label: str, series: list[tuple[str, str, list[tuple[float, float]
                 f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="2.5" fill="{color}"/>'
                 for x, y in points
             ]
-    body += _legend([(name, color) for name, color, _ in series], frame.left + 10, frame.top + 12)
+    body += _legend([(name, color) for name, color, _ in series], frame.left + 10, frame.top - band + 12)
     return _svg(width, frame.height, label, body)

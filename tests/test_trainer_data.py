@@ -1,5 +1,5 @@
-"""The shard reader: manifest checks, windows over the train stream (across shard boundaries), document
-alignment, disjoint rank streams, exact positions, and uint32 token sets."""
+"""The shard reader: manifest checks, documents across shard boundaries, packed windows with masked
+targets, disjoint rank streams, exact positions, and uint32 token sets."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from tests.trainer_data import random_documents, write_token_set
+from tests.trainer_data import position_documents, random_documents, write_token_set
 from tokenmill.tokenizer.shards import UINT32, write_shard
-from tokenmill.trainer.data import RankBatches, WindowStream, open_token_set
+from tokenmill.trainer.data import MaskedDocuments, PackedWindows, RankBatches, ShardDocuments, open_token_set
 
 VOCAB, EOT, SEQ = 500, 499, 16
 
@@ -28,13 +29,8 @@ def token_set(tmp_path: Path, docs: list[np.ndarray]):
     )
 
 
-def _windows(stream: WindowStream) -> list[np.ndarray]:
-    found = []
-    while True:
-        try:
-            found.append(stream.next_window())
-        except StopIteration:
-            return found
+def _packed(token_set, wrap: bool = True) -> PackedWindows:
+    return PackedWindows(ShardDocuments(token_set.train), SEQ, split=True, wrap=wrap, lookahead=8)
 
 
 def test_manifest_gives_dtype_eot_vocab_and_shards_in_order(token_set, docs) -> None:
@@ -48,77 +44,85 @@ def test_manifest_gives_dtype_eot_vocab_and_shards_in_order(token_set, docs) -> 
     assert len(token_set.train) == -(-sum(len(d) for d in docs[10:]) // 300)
 
 
-def test_unaligned_windows_tile_the_concatenated_stream_across_shards(token_set, docs) -> None:
-    stream = np.concatenate(docs[10:])
-    windows = _windows(WindowStream(token_set.train, SEQ, align=False, wrap=False))
-    assert len(windows) == (len(stream) - 1) // SEQ
-    for k, window in enumerate(windows):
-        np.testing.assert_array_equal(window, stream[k * SEQ : k * SEQ + SEQ + 1])
+def test_shard_documents_run_across_shard_boundaries(token_set, docs) -> None:
+    documents = ShardDocuments(token_set.train)
+    np.testing.assert_array_equal(documents.lengths, [len(doc) for doc in docs[10:]])
+    starts = np.cumsum([0] + [len(doc) for doc in docs[10:]])
+    assert any(start // 300 != (end - 1) // 300 for start, end in zip(starts[:-1], starts[1:], strict=True))
+    for index, doc in enumerate(docs[10:]):
+        np.testing.assert_array_equal(documents.tokens(index, 0, len(doc)), doc)
+        np.testing.assert_array_equal(documents.tokens(index, 1, len(doc) - 1), doc[1:-1])
+        assert documents.targets_mask(index, 1, len(doc)).all()
 
 
-def test_aligned_windows_known_answer(tmp_path: Path) -> None:
-    # Documents of 10, 3, 200 and 5 tokens start at 0, 10, 13, 213 (218 in all); windows of 8 + 1.
-    docs = [np.concatenate([[EOT], np.arange(1, n)]) for n in (10, 3, 200, 5)]
-    root = write_token_set(tmp_path / "set", docs, docs[:1], VOCAB, EOT, shard_tokens=50)
-    windows = _windows(WindowStream(open_token_set(root).train, 8, align=True, wrap=False))
-    # 0; then the cursor is at 8 and a document starts within 8 tokens (at 10): skip to it. From 18
-    # the 200-token document is continued window by window (18, 26, ..., 202); its last 3 tokens before
-    # the document at 213 are skipped, and 213 has no room for a full window.
-    expected = [0, 10] + [18 + 8 * k for k in range(24)]
-    full = np.concatenate(docs)
-    assert len(windows) == len(expected)
-    for start, window in zip(expected, windows, strict=True):
-        np.testing.assert_array_equal(window, full[start : start + 9])
+def test_a_token_stream_that_does_not_open_with_a_document_is_an_error(token_set) -> None:
+    np.array([3], dtype="<u8").tofile(token_set.root / "train_000001.idx")
+    with pytest.raises(ValueError, match="train_000001.bin: the token stream does not open with a document"):
+        ShardDocuments(token_set.train)
 
 
-def test_aligned_windows_start_at_documents_or_lie_inside_one(token_set, docs) -> None:
-    full = np.concatenate(docs[10:])
-    doc_starts = set(np.cumsum([0] + [len(d) for d in docs[10:-1]]).tolist())
-    stream = WindowStream(token_set.train, SEQ, align=True, wrap=False)
-    previous_end = 0
-    at_documents = 0
+@pytest.mark.parametrize("split", [False, True])
+def test_masked_documents_give_minus_one_targets_exactly_where_the_mask_is_false(split: bool) -> None:
+    rng = np.random.default_rng(4)
+    documents = position_documents(rng.integers(3, SEQ + 2, size=80), eot=0)  # tokens >= 1; 0: padding
+    masks = [np.concatenate([[False], rng.random(len(doc) - 1) < 0.5]) for doc in documents]
+    trained_by_token = dict(
+        zip(np.concatenate(documents).tolist(), np.concatenate(masks).tolist(), strict=True)
+    )
+    trained_by_token[0] = False  # padding
+    windows = PackedWindows(
+        MaskedDocuments(list(zip(documents, masks, strict=True))), SEQ, split=split, wrap=False, lookahead=4
+    )
+    targets_found = []
     while True:
-        cursor = stream.cursor
         try:
-            window = stream.next_window()
+            inputs, targets = windows.next_window()
         except StopIteration:
             break
-        start = stream.cursor - SEQ
-        np.testing.assert_array_equal(window, full[start : start + SEQ + 1])
-        assert start >= previous_end == cursor
-        if start in doc_starts:
-            at_documents += 1
-            assert not doc_starts & set(range(cursor, start))  # the first document after the cursor
-        else:
-            assert start == cursor and not doc_starts & set(range(start, start + SEQ))
-        previous_end = start + SEQ
-    assert at_documents > 20
+        expected = [trained_by_token[token] for token in inputs[1:].tolist()]
+        np.testing.assert_array_equal(targets[:-1] != -1, expected)
+        np.testing.assert_array_equal(targets[:-1][expected], inputs[1:][expected])
+        targets_found.append(targets[targets != -1])
+    trained = np.sort(np.concatenate(targets_found))
+    np.testing.assert_array_equal(
+        trained, np.sort(np.concatenate([d[m] for d, m in zip(documents, masks, strict=True)]))
+    )
+    with pytest.raises(ValueError, match="document 1 has 3 tokens but a mask of 2"):
+        MaskedDocuments([(np.ones(2), np.ones(2, bool)), (np.ones(3), np.ones(2, bool))])
 
 
-def test_ranks_get_disjoint_windows_whose_union_is_the_single_stream(token_set) -> None:
-    def batches(rank: int, world: int, micro: int, count: int) -> list[np.ndarray]:
-        loader = RankBatches(WindowStream(token_set.train, SEQ, True, True), micro, rank, world)
-        return [
-            np.concatenate([x, y[:, -1:]], axis=1) for x, y in (loader.next_batch() for _ in range(count))
-        ]
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_ranks_get_disjoint_windows_whose_union_is_the_single_stream(token_set, world_size: int) -> None:
+    def windows(rank: int, world: int, steps: int) -> list[np.ndarray]:
+        loader = RankBatches(_packed(token_set), 6 // world, rank, world)
+        batches = [loader.next_batch() for _ in range(steps)]
+        assert all(x.dtype == y.dtype == torch.int64 and x.shape == (6 // world, SEQ) for x, y in batches)
+        return [np.concatenate([x, y]) for batch in batches for x, y in zip(*batch, strict=True)]
 
-    single = np.concatenate(batches(0, 1, micro=4, count=6))
-    rank0, rank1 = np.concatenate(batches(0, 2, 2, 6)), np.concatenate(batches(1, 2, 2, 6))
-    np.testing.assert_array_equal(rank0, single[0::2])
-    np.testing.assert_array_equal(rank1, single[1::2])
+    single = windows(0, 1, steps=25)  # 150 windows: past the end of the first epoch
+    assert len(list(_packed(token_set, wrap=False).packer)) < len(single)
+    ranks = [windows(rank, world_size, steps=25) for rank in range(world_size)]
+    for rank, found in enumerate(ranks):
+        assert len(found) == len(single) // world_size
+        for mine, expected in zip(found, single[rank::world_size], strict=True):
+            np.testing.assert_array_equal(mine, expected)
 
 
-def test_state_resumes_at_the_exact_window_and_epoch(token_set) -> None:
-    first = WindowStream(token_set.train, SEQ, align=True, wrap=True)
-    count = len(_windows(WindowStream(token_set.train, SEQ, align=True, wrap=False)))
-    for _ in range(count + 3):  # into the second epoch
+def test_state_resumes_at_the_exact_window_across_the_wrap_and_rewind_restarts(token_set) -> None:
+    first = _packed(token_set)
+    fresh = [first.next_window() for _ in range(5)]
+    while first.state()["epoch"] == 0:
         first.next_window()
     state = first.state()
-    assert state["epoch"] == 1
-    second = WindowStream(token_set.train, SEQ, align=True, wrap=True)
+    second = _packed(token_set)
     second.load_state(json.loads(json.dumps(state)))
-    for _ in range(count):
-        np.testing.assert_array_equal(first.next_window(), second.next_window())
+    for _ in range(120):
+        for mine, expected in zip(second.next_window(), first.next_window(), strict=True):
+            np.testing.assert_array_equal(mine, expected)
+    second.rewind()
+    for window in fresh:
+        for mine, expected in zip(second.next_window(), window, strict=True):
+            np.testing.assert_array_equal(mine, expected)
 
 
 def test_uint32_token_set_reads_ids_beyond_uint16(tmp_path: Path) -> None:
@@ -126,8 +130,13 @@ def test_uint32_token_set_reads_ids_beyond_uint16(tmp_path: Path) -> None:
     docs = [np.array([eot, 70_000 + i, 65_536, 199_998, 3]) for i in range(40)]
     token_set = open_token_set(write_token_set(tmp_path / "set", docs[4:], docs[:4], vocab, eot, 64))
     assert token_set.shard_format == UINT32
-    windows = _windows(WindowStream(token_set.train, 8, align=False, wrap=False))
-    np.testing.assert_array_equal(windows[0], np.concatenate(docs[4:])[:9])
+    windows = PackedWindows(ShardDocuments(token_set.train), 8, split=True, wrap=False, lookahead=4)
+    inputs, targets = windows.next_window()
+    # 9 tokens: document 4 whole (5), then the first 4 of document 5, whose rest opens the next window.
+    window = np.concatenate([docs[4], docs[5][:4]])
+    np.testing.assert_array_equal(inputs, window[:-1])
+    np.testing.assert_array_equal(targets, window[1:])
+    np.testing.assert_array_equal(windows.next_window()[0][:2], docs[5][3:])
 
 
 def _edit_manifest(root: Path, **changes) -> None:

@@ -24,7 +24,7 @@ from tests.trainer_data import random_documents, write_token_set
 from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.storage import S3Options
 from tokenmill.tokenizer.shards import read_shard
-from tokenmill.trainer.data import RankBatches, WindowStream, open_token_set
+from tokenmill.trainer.data import PackedWindows, RankBatches, ShardDocuments, open_token_set
 from tokenmill.trainer.fetch import cache_dir_for, fetch_token_set, local_token_dir
 
 VOCAB, EOT, SEQ = 500, 499, 16
@@ -140,8 +140,9 @@ def test_the_loader_reads_the_same_batches_from_the_cache(
 ) -> None:
     def batches(root: Path) -> list[np.ndarray]:
         token_set = open_token_set(root)
-        loader = RankBatches(WindowStream(token_set.train, SEQ, align=True, wrap=True), 4, 0, 1)
-        val = WindowStream((token_set.val,), SEQ, align=False, wrap=False)
+        train = PackedWindows(ShardDocuments(token_set.train), SEQ, split=True, wrap=True, lookahead=64)
+        loader = RankBatches(train, 4, 0, 1)
+        val = PackedWindows(ShardDocuments((token_set.val,)), SEQ, split=True, wrap=False, lookahead=64)
         return [np.concatenate(loader.next_batch(), axis=1) for _ in range(30)] + [
             val.next_window() for _ in range(5)
         ]

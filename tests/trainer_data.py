@@ -20,6 +20,24 @@ def random_documents(count: int, vocab_size: int, eot: int, seed: int, lengths: 
     ]
 
 
+def web_like_lengths(count: int, seed: int) -> np.ndarray:
+    """Document lengths (with the EOT) drawn like web documents: lognormal, mean ~1,000 tokens, a
+    third longer than 1,024 and a tenth longer than 2,048."""
+    sigma = 1.0
+    drawn = np.random.default_rng(seed).lognormal(np.log(1000) - sigma**2 / 2, sigma, count)
+    return np.maximum(np.round(drawn), 2).astype(np.int64)
+
+
+def position_documents(lengths: np.ndarray, eot: int) -> list[np.ndarray]:
+    """Documents of these lengths, each opened by the EOT, whose other tokens are their offsets in the
+    concatenated documents plus one: every token says where it came from."""
+    offsets = np.arange(1, int(lengths.sum()) + 1, dtype=np.int64)
+    documents = np.split(offsets, np.cumsum(lengths)[:-1])
+    for document in documents:
+        document[0] = eot
+    return documents
+
+
 def write_token_set(
     root: Path,
     train_docs: list[np.ndarray],

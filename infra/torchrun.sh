@@ -15,7 +15,8 @@
 #   MASTER_PORT  the rendezvous port (default 29500)
 #   RDZV_ID      a job id all nodes share (default tokenmill-train)
 #   TORCHRUN     the torchrun executable (default: .venv/bin/torchrun if present, else torchrun on PATH)
-# Every run passes --resume: a restarted node or job continues from OUT's checkpoint.
+# Every run passes --resume (a restarted node or job continues from OUT's checkpoint) and --device cuda:
+# a node whose torch cannot use its GPUs stops with an error instead of training on its CPUs.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 : "${DATA:?set DATA to a token set directory (ROOT/tokens/<tokenizer>)}"
@@ -35,4 +36,4 @@ else
   layout=(--nnodes="$nnodes" --node_rank="$NODE_RANK" --nproc_per_node="$gpus"
     --rdzv_backend=c10d --rdzv_endpoint="$MASTER_ADDR:${MASTER_PORT:-29500}" --rdzv_id="${RDZV_ID:-tokenmill-train}")
 fi
-exec "$torchrun" "${layout[@]}" "$repo/jobs/train.py" --data "$DATA" --config "$config" --out "$out" --resume "$@"
+exec "$torchrun" "${layout[@]}" "$repo/jobs/train.py" --data "$DATA" --config "$config" --out "$out" --resume --device cuda "$@"

@@ -9,12 +9,16 @@ import importlib
 import json
 import re
 import shlex
+import shutil
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
 import pyspark
 import pytest
+import torch
 import yaml
 
 from tokenmill.jobs import cli
@@ -298,3 +302,82 @@ def test_torchrun_multi_node(tmp_path):
 def test_torchrun_refuses_an_incomplete_layout(tmp_path, env, message):
     result = _launch(tmp_path, **env)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_torchrun_trains_on_cuda_and_never_falls_back(tmp_path):
+    result = _launch(tmp_path, DATA="d", GPUS="2")
+    assert result.returncode == 0, result.stderr
+    assert _accepts("jobs/train.py", result.stdout.split()[4:]).device == "cuda"
+
+
+def _setup_function(
+    call: str, tmp_path: Path, nvidia_smi: str | None, system: str = "/usr/bin:/bin"
+) -> subprocess.CompletedProcess[str]:
+    """A function of infra/setup.sh, sourced (which runs nothing else), with `nvidia-smi` on PATH
+    standing for the driver's tool of a GPU machine (or none: no driver), before `system`."""
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    if nvidia_smi is not None:
+        (folder / "nvidia-smi").write_text(nvidia_smi)
+        (folder / "nvidia-smi").chmod(0o755)
+    return subprocess.run(
+        [shutil.which("bash"), "-c", f'source "{INFRA / "setup.sh"}"; {call}'],
+        env={"PATH": f"{folder}:{system}".rstrip(":")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_setup_parses_and_sourcing_it_runs_nothing(tmp_path):
+    subprocess.run(["bash", "-n", str(INFRA / "setup.sh")], check=True)
+    sourced = _setup_function("echo sourced", tmp_path, None)
+    assert sourced.returncode == 0 and sourced.stdout == "sourced\n", sourced.stderr
+
+
+@pytest.mark.parametrize(
+    ("nvidia_smi", "gpu"),
+    [
+        ("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5e2a)'\n", True),
+        (
+            "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-3)'\n",
+            True,
+        ),
+        ("#!/bin/sh\necho 'No devices were found'\nexit 6\n", False),  # a driver without a GPU
+        (None, False),  # no driver at all
+    ],
+)
+def test_setup_finds_nvidia_gpus(tmp_path, nvidia_smi, gpu):
+    if nvidia_smi is None and any(Path(folder, "nvidia-smi").exists() for folder in ("/usr/bin", "/bin")):
+        pytest.skip("this machine has nvidia-smi")
+    result = _setup_function("has_nvidia_gpu && echo gpu || echo none", tmp_path, nvidia_smi)
+    assert result.stdout == ("gpu\n" if gpu else "none\n"), result.stderr
+
+
+def test_setup_reads_the_venvs_torch_build_and_header_path(tmp_path):
+    venv = Path(sys.prefix)
+    result = _setup_function(f'torch_cuda "{venv}"; python_header "{venv}"', tmp_path, None)
+    cuda, header = result.stdout.splitlines()
+    assert cuda == str(torch.version.cuda)  # "None" for a CPU build: what set-up replaces on GPU machines
+    assert header == str(Path(sysconfig.get_paths()["include"], "Python.h"))
+
+
+def test_setup_says_what_torch_compile_needs_when_it_cannot_install_it(tmp_path):
+    # Nothing on PATH: no compiler, and no apt-get to install one with.
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    result = _setup_function(f'install_compile_needs "{sys.prefix}"', tmp_path, None, system="")
+    assert result.returncode == 1
+    assert (
+        "needs a C compiler and " + str(Path(sysconfig.get_paths()["include"], "Python.h")) in result.stderr
+    )
+    assert f"apt-get install build-essential python{version}-dev" in result.stderr
+
+
+def test_setup_replaces_a_cpu_torch_on_a_gpu_machine():
+    main = (INFRA / "setup.sh").read_text().split("main() {")[1]
+    # A CPU build found on a GPU machine is uninstalled, then a CUDA build goes in (pip's default
+    # index, or TORCH_INDEX_URL) and torch.compile's needs; without GPUs the pinned CPU build.
+    replace = main.index('if [ "$gpu" = 1 ] && [ "$(torch_cuda "$venv")" = None ]; then')
+    assert replace < main.index("pip uninstall -q -y torch") < main.index("'torch>=2.5'")
+    assert "'torch==2.13.0'" in main and '--index-url "$TORCH_INDEX_URL"' in main
+    assert main.index("'torch>=2.5'") < main.index('install_compile_needs "$venv"')

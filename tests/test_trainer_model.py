@@ -1,5 +1,5 @@
-"""The GPT: GPT-2 124M's parameter count and FLOPs, the KV cache (chunked prefill, long generations),
-the loss at initialization, the peak table and configs."""
+"""The GPT: the loss at initialization and over masked targets, QK-norm under bf16 autocast, the KV
+cache (chunked prefill, long generations) and configs. Parameter count and FLOPs: test_mfu.py."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokenmill.trainer import mfu
 from tokenmill.trainer.config import load_config
-from tokenmill.trainer.model import GPT, GPTConfig, KVCache
+from tokenmill.trainer.model import GPT, GPTConfig, KVCache, _rms_norm_in_dtype
 from tokenmill.trainer.sample import generate
 
 SMALL = {"vocab_size": 96, "block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32}
@@ -23,50 +22,63 @@ VARIANTS = {
 }
 
 
-def _gpt2_124m() -> GPT:
-    with torch.device("meta"):  # shapes only: no 500 MB of weights to initialize
-        return GPT(GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768))
-
-
-def test_gpt2_124m_has_gpt2s_parameter_count() -> None:
-    model = _gpt2_124m()
-    assert sum(p.numel() for p in model.parameters()) == 124_439_808  # tied head counted once
-
-
-def test_flops_per_token_known_answer() -> None:
-    # 6 x (124,439,808 - 1024 x 768 position table) + 12 x 12 layers x 768 x 1024
-    assert mfu.flops_per_token(_gpt2_124m()) == 6 * 123_653_376 + 113_246_208
-
-
-@pytest.mark.parametrize(
-    ("name", "peak"),
-    [
-        ("NVIDIA H100 80GB HBM3", 989e12),
-        ("NVIDIA H100 PCIe", 756e12),
-        ("NVIDIA H200", 989e12),
-        ("NVIDIA A100-SXM4-80GB", 312e12),
-        ("NVIDIA A100-PCIE-40GB", 312e12),
-        ("Tesla T4", None),
-    ],
-)
-def test_peak_table_by_device_name(monkeypatch: pytest.MonkeyPatch, name: str, peak: float | None) -> None:
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    assert mfu.peak_flops(torch.device("cuda")) == peak
-
-
-def test_mfu_is_none_on_cpu_and_a_ratio_on_a_known_gpu() -> None:
-    assert mfu.peak_flops(torch.device("cpu")) is None
-    assert mfu.mfu(1000, 1e9, None) is None
-    assert mfu.mfu(855_166_464, 500_000, 989e12, devices=1) == pytest.approx(0.4323, abs=1e-4)
-    assert mfu.mfu(855_166_464, 1_000_000, 989e12, devices=2) == pytest.approx(0.4323, abs=1e-4)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_loss_at_initialization_is_about_log_vocab(variant: str) -> None:
     torch.manual_seed(0)
     model = GPT(VARIANTS[variant])
     tokens = torch.randint(0, 96, (4, 33))
     assert model(tokens[:, :-1], tokens[:, 1:]).item() == pytest.approx(math.log(96), abs=0.1)
+
+
+def test_loss_counts_only_unmasked_targets() -> None:
+    torch.manual_seed(0)
+    model = GPT(VARIANTS["gpt2"]).eval()
+    tokens = torch.randint(0, 96, (3, 17))
+    inputs, targets = tokens[:, :-1], tokens[:, 1:].clone()
+    targets[0, :5] = -1  # a masked prefix (a user turn, say)
+    targets[1] = -1  # a row with nothing to learn (padding)
+    targets[2, 10:] = -1
+    kept = (targets != -1).nonzero().tolist()
+    with torch.no_grad():
+        loss = model(inputs, targets)
+        total = model(inputs, targets, reduction="sum")
+        each = []  # every kept position alone: its own cross-entropy
+        for row, column in kept:
+            single = torch.full_like(targets, -1)
+            single[row, column] = targets[row, column]
+            each.append(model(inputs, single))
+        # The fully masked row adds nothing, whatever its tokens.
+        without_row = model(inputs[[0, 2]], targets[[0, 2]])
+        other_tokens = model(torch.cat([inputs[:1], inputs[:1], inputs[2:]]), targets)
+    assert len(kept) == 11 + 10
+    torch.testing.assert_close(loss, torch.stack(each).mean())
+    torch.testing.assert_close(total, torch.stack(each).sum())
+    torch.testing.assert_close(loss, without_row)
+    torch.testing.assert_close(loss, other_tokens)
+
+
+def _fused_rms_norms(run) -> int:
+    """How many times `run()` reached the fused RMSNorm kernel (not the mixed-dtype fallback)."""
+    with torch.profiler.profile() as profile:
+        run()
+    return sum(event.name == "aten::_fused_rms_norm" for event in profile.events())
+
+
+def test_qk_norm_stays_in_bf16_under_autocast() -> None:
+    torch.manual_seed(0)
+    config = GPTConfig(**SMALL, qk_norm=True)  # LayerNorm blocks: the only RMSNorms are the QK-norms
+    model = GPT(config).eval()
+    norm = model.blocks[0].attn.q_norm
+    head_dim = config.n_embd // config.n_head
+    queries = torch.randn(2, config.n_head, 7, head_dim).bfloat16()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        norm.weight.uniform_(0.5, 1.5)
+        normed = _rms_norm_in_dtype(norm, queries)
+        fused = _fused_rms_norms(lambda: model(torch.randint(0, 96, (2, 9))))
+    exact = torch.nn.functional.rms_norm(queries.float(), (head_dim,), norm.weight.detach(), 1e-6)
+    assert normed.dtype == torch.bfloat16
+    torch.testing.assert_close(normed.float(), exact, rtol=1.6e-2, atol=1e-2)
+    assert fused == 2 * config.n_layer  # the queries and keys of every layer took the fused kernel
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -115,7 +127,9 @@ def test_generation_keeps_to_the_vocab_limit_and_stops_at_the_stop_token() -> No
 
 def test_config_file_overrides_a_base_and_rejects_unknown_keys(tmp_path: Path) -> None:
     path = tmp_path / "run.json"
-    path.write_text(json.dumps({"base": "gpt2-124m", "model": {"n_layer": 6}, "max_steps": 10}))
+    path.write_text(
+        json.dumps({"base": "gpt2-124m", "model": {"n_layer": 6}, "max_steps": 10, "warmup_steps": 2})
+    )
     config = load_config(str(path))
     assert (config.model.n_layer, config.model.n_embd, config.max_steps, config.lr) == (6, 768, 10, 6e-4)
     path.write_text(json.dumps({"model": {"layers": 6}, "learning_rate": 1}))

@@ -5,11 +5,15 @@ LayerNorm, and QK-norm (RMSNorm of queries and keys per head, which keeps attent
 high learning rates). Attention is PyTorch's `scaled_dot_product_attention`, so the fastest kernel of
 the device (flash, memory-efficient or plain math) runs it. Generation passes a `KVCache`; the same
 `forward` serves training, prefill and one-token decode.
+
+On CUDA the model runs under bf16 autocast (`autocast`): matmuls in bf16, the float32 weights as
+masters. The loss counts only the targets that are not -1 (padding and masked tokens).
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +71,20 @@ def _norm(config: GPTConfig, size: int) -> nn.Module:
     return nn.LayerNorm(size, bias=config.bias)
 
 
+def autocast(device: torch.device) -> AbstractContextManager:
+    """The precision the model trains and generates in on `device`: bf16 autocast on CUDA, float32
+    elsewhere (CPU bf16 matmuls are slower than float32 ones)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def _rms_norm_in_dtype(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """`norm(x)` computed and returned in x's dtype. Under bf16 autocast the queries and keys are bf16
+    while the gains are float32: autocast would cast them to float32 (it runs norms in float32) and
+    the mixed dtypes miss the fused kernel, which accumulates in float32 for any input dtype anyway."""
+    with torch.autocast(x.device.type, enabled=False):
+        return F.rms_norm(x, norm.normalized_shape, norm.weight.to(x.dtype), norm.eps)
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotary embedding in the half-split layout: pairs (x[i], x[i + D/2]) turn by position * freq[i]."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
@@ -93,10 +111,9 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_head, width // self.n_head).unbind(2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
+            q, k = _rms_norm_in_dtype(self.q_norm, q), _rms_norm_in_dtype(self.k_norm, k)
         if rotary is not None:
             q, k = _rotate(q, *rotary), _rotate(k, *rotary)
-        q, k = q.to(v.dtype), k.to(v.dtype)  # under autocast the norms may hand back float32
         past = 0
         if cache is not None:
             past = cache.length
@@ -178,9 +195,14 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        reduction: str = "mean",
     ) -> torch.Tensor:
-        """The mean cross-entropy over all positions when `targets` are given, else the logits of the
+        """The cross-entropy over the positions whose target is not -1 when `targets` are given, their
+        mean or (reduction="sum", for means over several batches) their sum; else the logits of the
         last position only (B, vocab): all that generation needs, without a (B, T, vocab) tensor."""
         length = idx.size(1)
         start = cache.length if cache is not None else 0
@@ -201,5 +223,5 @@ class GPT(nn.Module):
         x = self.norm_f(x)
         if targets is None:
             return self.head(x[:, -1])
-        logits = self.head(x)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
+        logits = self.head(x).view(-1, self.config.vocab_size).float()
+        return F.cross_entropy(logits, targets.reshape(-1), ignore_index=-1, reduction=reduction)

@@ -4,6 +4,11 @@ The context is a window of at most block_size tokens. When the text outgrows it,
 at the last block_size / 2 tokens: the cache is refilled from them in one pass and generation goes on
 one token at a time, so the cache works at any length, and the uncached path (`use_cache=False`, every
 step recomputing its window) sees exactly the same windows and gives the same tokens.
+
+Generation runs in the model's precision on the device (bf16 autocast and a bf16 cache on CUDA, float32
+on a CPU) and never waits for the GPU while it goes: whether every row has reached the stop token is
+asked only every STOP_CHECK tokens (a row that has stops emitting its stop token from then on), and
+the result is cut back to where the last row stopped, as if it had been asked after every token.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import torch
 
 from tokenmill.trainer import checkpoint
 from tokenmill.trainer.config import from_dict
-from tokenmill.trainer.model import GPT, GPTConfig, KVCache
+from tokenmill.trainer.model import GPT, GPTConfig, KVCache, autocast
+
+STOP_CHECK = 16  # tokens between the checks (a GPU sync each) for every row having stopped
 
 
 def next_token_probs(
@@ -68,38 +75,50 @@ def generate(
     use_cache: bool = True,
 ) -> torch.Tensor:
     """Prompt (B, T) followed by up to `max_new_tokens` tokens. `vocab_limit` keeps the padding ids a
-    model's vocabulary may have beyond the tokenizer's out of reach; generation ends early once every
-    row has produced `stop_token`."""
+    model's vocabulary may have beyond the tokenizer's out of reach. With a `stop_token`, a row that
+    has produced it repeats it, and generation ends at the token where the last row produced it."""
     block = model.config.block_size
+    device = prompt.device
+    cache_dtype = torch.bfloat16 if device.type == "cuda" else next(model.parameters()).dtype
     tokens, start = prompt, max(prompt.size(1) - block, 0)
     cache: KVCache | None = None
-    param = next(model.parameters())
-    done = torch.zeros(prompt.size(0), dtype=torch.bool, device=prompt.device)
-    for _ in range(max_new_tokens):
-        if tokens.size(1) - start > block:
-            start = tokens.size(1) - block // 2
-            cache = None
-        if not use_cache:
-            logits = model(tokens[:, start:])
-        elif cache is None:
-            cache = KVCache(model.config, tokens.size(0), param.device, param.dtype)
-            logits = model(tokens[:, start:], cache=cache)
-        else:
-            logits = model(tokens[:, -1:], cache=cache)
-        if vocab_limit is not None:
-            logits = logits[:, :vocab_limit]
-        new = pick(logits, temperature, top_k, top_p, generator)
-        tokens = torch.cat([tokens, new], dim=1)
-        if stop_token is not None:
-            done |= new[:, 0] == stop_token
-            if done.all():
+    done = torch.zeros(prompt.size(0), 1, dtype=torch.bool, device=device)
+    with autocast(device):
+        for made in range(1, max_new_tokens + 1):
+            if tokens.size(1) - start > block:
+                start = tokens.size(1) - block // 2
+                cache = None
+            if not use_cache:
+                logits = model(tokens[:, start:])
+            elif cache is None:
+                cache = KVCache(model.config, tokens.size(0), device, cache_dtype)
+                logits = model(tokens[:, start:], cache=cache)
+            else:
+                logits = model(tokens[:, -1:], cache=cache)
+            if vocab_limit is not None:
+                logits = logits[:, :vocab_limit]
+            new = pick(logits, temperature, top_k, top_p, generator)
+            if stop_token is not None:
+                new = new.masked_fill(done, stop_token)
+                done |= new == stop_token
+            tokens = torch.cat([tokens, new], dim=1)
+            if stop_token is not None and made % STOP_CHECK == 0 and done.all():
                 break
-    return tokens
+    return tokens if stop_token is None else _end_at_last_stop(tokens, prompt.size(1), stop_token)
+
+
+def _end_at_last_stop(tokens: torch.Tensor, prompt_length: int, stop_token: int) -> torch.Tensor:
+    """`tokens` up to the first new token at which every row has produced `stop_token`."""
+    stopped = tokens[:, prompt_length:] == stop_token
+    if not stopped.any(dim=1).all():
+        return tokens  # some row never stopped: generation ran its full length
+    return tokens[:, : prompt_length + int(stopped.int().argmax(dim=1).max()) + 1]
 
 
 def load_model(out: str | Path, device: torch.device | str = "cpu") -> tuple[GPT, dict[str, Any]]:
-    """The trained model of a run directory, in eval mode, and the checkpoint's other contents."""
-    state = checkpoint.load(Path(out))  # on the CPU: only the weights go to the device
+    """The trained model of a run directory, in eval mode, and the checkpoint's config and manifest
+    (and "chat" for a fine-tuned run). The optimizer's state is never read."""
+    state = checkpoint.load(Path(out), parts=("config", "model", "manifest", "chat"))
     config = from_dict(state["config"])
     model = GPT(GPTConfig(**asdict(config.model)))
     model.load_state_dict(state.pop("model"))

@@ -6,7 +6,8 @@
 DIR is a `tokenmill train` output directory: the model comes from its checkpoint, the tokenizer from
 the manifest saved beside it. The prompt is encoded after an EOT token, as every training document
 begins; generation stops at the next EOT (the end of the document) or after N tokens.
---temperature 0 is greedy decoding.
+--temperature 0 is greedy decoding. On a GPU machine whose GPUs torch cannot use, it stops with an
+error rather than sampling on the CPU unasked (--device cpu does that on purpose).
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ def run_sample(settings: SampleSettings) -> dict[str, Any]:
     import torch
 
     from tokenmill.tokenizer.encodings import load_encoding
+    from tokenmill.trainer.distributed import device_kind
     from tokenmill.trainer.sample import generate, load_model
 
     check_sample(settings)
-    device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device_kind(settings.device)
     manifest = json.loads((Path(settings.checkpoint) / "manifest.json").read_text())
     encoding = load_encoding(manifest["tokenizer"]["source"])
     model, _ = load_model(settings.checkpoint, device)

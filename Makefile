@@ -32,7 +32,7 @@ bench: setup
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/dedup.py
-	$(BIN)/python bench/tokenize.py
+	$(BIN)/python bench/tokens.py
 	$(BIN)/python bench/train.py
 
 clean:

@@ -34,7 +34,8 @@ from tokenmill.trainer.config import load_config
 from tokenmill.trainer.data import open_token_set
 from tokenmill.trainer.mfu import flops_per_token, peak_flops
 from tokenmill.trainer.model import GPT, GPTConfig
-from tokenmill.trainer.train import WARMUP_STEPS, resolve, train
+from tokenmill.trainer.loop import WARMUP_STEPS
+from tokenmill.trainer.train import resolve, train
 
 GPT2_VOCAB, GPT2_EOT = 50257, 50256
 
@@ -217,7 +218,7 @@ def main() -> None:
             compile=compile_model,
         )
         token_set = open_token_set(data)
-        config = resolve(config, token_set)
+        config = resolve(config, token_set.vocab_size)
         model_config = GPTConfig(**asdict(config.model))
         with torch.device("meta"):
             flops_token = flops_per_token(GPT(model_config))

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from tokenmill.jobs.stages import (
+    chat,
     crawls,
     dedup,
     ingest,
@@ -26,6 +27,7 @@ from tokenmill.jobs.stages import (
     run,
     sample,
     scrub,
+    sft,
     tokenize,
     train,
     train_tokenizer,
@@ -71,6 +73,8 @@ COMMANDS: dict[str, Command] = {
         tokenize, (tokenize.TokenizeSettings,), tokenize.run_tokenize, tokenize.check_tokenize
     ),
     "train": Command(train, (train.TrainSettings,), train.run_train, spark=False),
+    "sft": Command(sft, (sft.SftSettings,), sft.run_sft, sft.check_sft, spark=False),
+    "chat": Command(chat, (chat.ChatSettings,), chat.run_chat, chat.check_chat, spark=False),
     "sample": Command(sample, (sample.SampleSettings,), sample.run_sample, sample.check_sample, spark=False),
     "report": Command(report, (report.ReportSettings,), report.run_report, spark=False),
     "crawls": Command(crawls, (crawls.CrawlsSettings,), crawls.run_crawls, spark=False),

@@ -1,11 +1,13 @@
-"""Training: exact resume (20 steps = 10 + resume + 10, loss for loss), torchrun with gloo equal to one
-process at the same global batch, a uint32 token set, metrics.jsonl, the schedules, and clear errors."""
+"""Training: exact resume (20 steps = 10 + resume + 10, loss for loss), --max-steps setting the run's
+length, torchrun with gloo equal to one process at the same global batch, resume decided by rank 0 on
+nodes with their own disks, a uint32 token set, metrics.jsonl, the schedules, and clear errors."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +17,9 @@ import torch
 
 from tests.trainer_data import random_documents, write_token_set
 from tokenmill.jobs.cli import main
+from tokenmill.pipeline.errors import UserError
 from tokenmill.trainer.checkpoint import CHECKPOINT
-from tokenmill.trainer.config import load_config
+from tokenmill.trainer.config import load_config, with_run_length
 from tokenmill.trainer.schedule import Schedule
 from tokenmill.trainer.train import train
 
@@ -46,7 +49,7 @@ def test_ten_steps_resume_ten_steps_equals_twenty_straight(data: Path, tmp_path:
     config = _config(tmp_path / "run.json", model={"dropout": 0.1})
     train(data, load_config(str(config)), tmp_path / "straight", device="cpu")
     common = ["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "split")]
-    assert main([*common, "--max-steps", "10", "--device", "cpu"]) == 0
+    assert main([*common, "--stop-after", "10", "--device", "cpu"]) == 0
     assert [r["step"] for r in _metrics(tmp_path / "split")] == list(range(1, 11))
     assert main([*common, "--resume", "--device", "cpu"]) == 0
 
@@ -112,20 +115,22 @@ def test_uint32_token_set_loads_and_trains(tmp_path: Path) -> None:
 
 
 def test_clear_errors(data: Path, tmp_path: Path) -> None:
-    config = _config(tmp_path / "run.json", max_steps=2, val_every=0)
+    config = _config(tmp_path / "run.json", max_steps=2, warmup_steps=1, val_every=0)
     train(data, load_config(str(config)), tmp_path / "out", device="cpu")
-    with pytest.raises(FileExistsError, match="pass --resume"):
+    with pytest.raises(UserError, match="pass --resume"):
         train(data, load_config(str(config)), tmp_path / "out", device="cpu")
-    other = _config(tmp_path / "other.json", max_steps=2, val_every=0, lr=3e-3)
+    other = _config(tmp_path / "other.json", max_steps=2, warmup_steps=1, val_every=0, lr=3e-3)
     with pytest.raises(ValueError, match=r"another config:\n  lr: checkpoint 0.01, now 0.003"):
         train(data, load_config(str(other)), tmp_path / "out", resume=True, device="cpu")
     small = _config(tmp_path / "small.json", model={"vocab_size": 256})
     with pytest.raises(ValueError, match="vocab_size 256 is smaller than the token set's vocabulary 500"):
         train(data, load_config(str(small)), tmp_path / "small", device="cpu")
-    with pytest.raises(ValueError, match=r"--max-steps 30 must lie in 1..20"):
+    with pytest.raises(UserError, match=r"--stop-after 30 must lie in 1..20"):
         train(
-            data, load_config(str(_config(tmp_path / "a.json"))), tmp_path / "a", max_steps=30, device="cpu"
+            data, load_config(str(_config(tmp_path / "a.json"))), tmp_path / "a", stop_after=30, device="cpu"
         )
+    with pytest.raises(UserError, match=r"max_steps: checkpoint 2, now 5"):
+        train(data, load_config(str(config)), tmp_path / "out", resume=True, max_steps=5, device="cpu")
     uneven = _config(tmp_path / "uneven.json", batch_size=12, micro_batch_size=8)
     with pytest.raises(ValueError, match="batch_size 12 is not a multiple of micro_batch_size 8"):
         load_config(str(uneven))
@@ -143,3 +148,81 @@ def test_cosine_and_wsd_schedules_known_values() -> None:
     wsd = Schedule("wsd", max_lr=1.0, min_lr=0.0, warmup_steps=10, total_steps=100, decay_fraction=0.2)
     assert wsd(10) == wsd(79) == 1.0
     assert [wsd(s) for s in (80, 89, 99)] == pytest.approx([0.95, 0.5, 0.0])
+
+
+def test_max_steps_sets_the_run_and_resume_keeps_it(data: Path, tmp_path: Path) -> None:
+    """`--max-steps 30` is a 30-step run (schedule and warm-up included); stopping after 12 and resuming
+    without --max-steps finishes that same run, loss for loss."""
+    config = _config(tmp_path / "run.json", max_steps=20, warmup_steps=4, val_every=0)
+    straight = train(data, load_config(str(config)), tmp_path / "straight", max_steps=30, device="cpu")
+    assert [r["step"] for r in straight] == list(range(1, 31))
+    common = ["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "split")]
+    assert main([*common, "--max-steps", "30", "--stop-after", "12", "--device", "cpu"]) == 0
+    assert main([*common, "--resume", "--device", "cpu"]) == 0
+    split = _metrics(tmp_path / "split")
+    assert [r["loss"] for r in split] == [r["loss"] for r in straight]
+    schedule = Schedule("cosine", 1e-2, 1e-3, warmup_steps=6, total_steps=30)  # warm-up 4/20 of 30 steps
+    assert [r["lr"] for r in straight] == pytest.approx([schedule(step) for step in range(30)])
+    assert straight[-1]["lr"] == pytest.approx(1e-3)  # the decay ends on the run's last step
+    state = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=False)
+    assert (state["step"], state["config"]["max_steps"], state["config"]["warmup_steps"]) == (30, 30, 6)
+
+
+@pytest.mark.slow
+def test_named_tiny_config_runs_300_steps(data: Path, tmp_path: Path) -> None:
+    assert main(["train", "--data", str(data), "--config", "tiny", "--out", str(tmp_path / "t"),
+                 "--max-steps", "300", "--device", "cpu"]) == 0  # fmt: skip
+    records = _metrics(tmp_path / "t")
+    assert records[-1]["step"] == 300 and records[-1]["lr"] == pytest.approx(1e-3)
+    assert [r["step"] for r in records if "val_loss" in r] == [50, 100, 150, 200, 250, 300]
+
+
+def test_run_length_scales_the_warmup_and_keeps_the_rest() -> None:
+    tiny = load_config("tiny")
+    assert (tiny.max_steps, tiny.warmup_steps) == (200, 10)
+    longer = with_run_length(tiny, 300)
+    assert (longer.max_steps, longer.warmup_steps, longer.lr, longer.decay_fraction) == (300, 15, 1e-2, 0.2)
+    assert with_run_length(tiny, 200) is tiny
+    assert with_run_length(load_config("gpt2-124m"), 50).warmup_steps == 2  # 700 of 19,073 steps
+    assert with_run_length(tiny, 1).warmup_steps == 0
+
+
+def _two_nodes(
+    tmp_path: Path, data: Path, config: Path, extra: list[str]
+) -> list[subprocess.CompletedProcess]:
+    """A 2-node torchrun job on this machine, one process per node, each node in its own directory:
+    the relative --out names a different directory on each, as on nodes with their own disks."""
+    port = 29500 + os.getpid() % 1000
+    runs = []
+    for node in (0, 1):
+        (tmp_path / f"node{node}").mkdir(exist_ok=True)
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}"]
+        command += ["--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}"]
+        command += [str(REPO / "jobs" / "train.py"), "--data", str(data), "--config", str(config)]
+        command += ["--out", "run", "--device", "cpu", "--dist-timeout", "60", *extra]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        runs.append(subprocess.Popen(command, cwd=tmp_path / f"node{node}", env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True))  # fmt: skip
+    return [subprocess.CompletedProcess(run.args, run.wait(timeout=240), *run.communicate()) for run in runs]
+
+
+@pytest.mark.slow
+def test_rank_zero_decides_resume_and_a_rank_without_the_checkpoint_fails_loudly(
+    data: Path, tmp_path: Path
+) -> None:
+    config = _config(tmp_path / "run.json", max_steps=6, val_every=3)
+    first = _two_nodes(tmp_path, data, config, ["--stop-after", "3"])
+    assert [done.returncode for done in first] == [0, 0], first[0].stderr[-2000:] + first[1].stderr[-2000:]
+    assert not (tmp_path / "node1" / "run" / CHECKPOINT).exists()  # rank 0 alone writes
+    failed = _two_nodes(tmp_path, data, config, ["--resume"])
+    assert all(done.returncode != 0 for done in failed)
+    assert "rank 1 cannot resume from run/checkpoint.pt, where rank 0 resumes" in failed[1].stderr
+    assert "rank 0 stops: another rank cannot read run/checkpoint.pt" in failed[0].stderr
+    (tmp_path / "node1" / "run").mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "node0" / "run" / CHECKPOINT, tmp_path / "node1" / "run" / CHECKPOINT)
+    resumed = _two_nodes(tmp_path, data, config, ["--resume"])
+    assert [done.returncode for done in resumed] == [0, 0], resumed[1].stderr[-2000:]
+    ddp = _metrics(tmp_path / "node0" / "run")
+    assert [r["step"] for r in ddp] == list(range(1, 7))
+    single = train(data, load_config(str(config)), tmp_path / "single", device="cpu")
+    assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in single], rel=1e-5)

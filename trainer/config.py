@@ -48,7 +48,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
-    align_to_documents: bool = True  # sequences start at a document's EOT where the data allows
+    pack_lookahead: int = 1024  # documents the best-fit packer chooses among (trainer/packing.py)
     val_every: int = 100  # 0: only at the end
     val_windows: int | None = None  # sequences of the val shard per evaluation (None: all of it)
     checkpoint_every: int = 500  # 0: only at the end
@@ -59,6 +59,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "wsd"):
             raise ValueError(f"schedule must be 'cosine' or 'wsd', not {self.schedule!r}")
+        if not 0 <= self.warmup_steps < self.max_steps:
+            raise ValueError(
+                f"warmup_steps {self.warmup_steps} must lie in 0..max_steps - 1 ({self.max_steps - 1})"
+            )
+        if self.pack_lookahead < 1:
+            raise ValueError(f"pack_lookahead {self.pack_lookahead} must be 1 or more")
         if self.batch_size % self.micro_batch_size:
             raise ValueError(
                 f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}"
@@ -108,6 +114,18 @@ NAMED: dict[str, dict[str, Any]] = {
         "compile": True,
     },
 }
+
+
+def with_run_length(config: TrainConfig, steps: int) -> TrainConfig:
+    """The config stretched or shrunk to `steps` optimizer steps (`--max-steps`): the schedule spans
+    them, and the warm-up keeps its share of the run (the decay already does: cosine to the last step,
+    WSD over decay_fraction), so a config tuned at one length means the same shape at another."""
+    if steps < 1:
+        raise ValueError(f"a run needs 1 or more steps, not {steps}")
+    if steps == config.max_steps:
+        return config
+    warmup = min(round(config.warmup_steps * steps / config.max_steps), steps - 1)
+    return dataclasses.replace(config, max_steps=steps, warmup_steps=warmup)
 
 
 def from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -7,7 +7,7 @@ SAMPLES := tests/data/warc/resiliparse-warcfile.warc.gz tests/data/warc/dolma-sa
            tests/data/warc/derived/cc2008-arc-sample-1213893279526_0.converted.warc.gz \
            tests/data/warc/jeffharwell-filter_test_1.wet.gz
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run chat-demo test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -17,6 +17,16 @@ $(VENV)/.installed: pyproject.toml infra/setup.sh
 
 run: setup
 	$(BIN)/tokenmill run $(SAMPLES) -o $(OUT) --dump sample --keep-removed
+
+# From base model to assistant on a CPU (~5 min): the tiny GPT pretrained on `make run`'s tokens, fine-tuned
+# on 1,200 conversations about lines of tiny shakespeare (tests/chat_data.py), then one chat reply. A
+# 2-layer model learns the format (a short answer, then <|end|>), not the answers.
+chat-demo: run
+	$(BIN)/tokenmill train --data $(OUT)/tokens/gpt2 --config tiny --max-steps 300 --out $(OUT)/train
+	$(BIN)/python -m tests.chat_data $(OUT)/conversations.jsonl
+	$(BIN)/tokenmill sft --from $(OUT)/train --data $(OUT)/conversations.jsonl --out $(OUT)/sft \
+	  --max-steps 200 --lr 3e-3 --batch-size 8
+	$(BIN)/tokenmill chat --checkpoint $(OUT)/sft --temperature 0 --prompt "What is the first word of: Why that way?"
 
 test: setup
 	$(BIN)/python -m pytest -q tests

@@ -32,9 +32,9 @@ from torch import nn
 from tokenmill.tokenizer.shards import UINT16, read_shard, write_shard
 from tokenmill.trainer.config import load_config
 from tokenmill.trainer.data import open_token_set
+from tokenmill.trainer.loop import WARMUP_STEPS
 from tokenmill.trainer.mfu import flops_per_token, peak_flops
 from tokenmill.trainer.model import GPT, GPTConfig
-from tokenmill.trainer.loop import WARMUP_STEPS
 from tokenmill.trainer.train import resolve, train
 
 GPT2_VOCAB, GPT2_EOT = 50257, 50256

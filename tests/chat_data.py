@@ -218,3 +218,9 @@ def greedy_reply(run_dir: Path, messages: list[dict[str, str]], max_new_tokens: 
             logits = model(torch.tensor([tokens + new]))[0, : encoding.n_vocab]
             new.append(int(logits.argmax()))
     return encoding.decode([token for token in new if token != end])
+
+
+if __name__ == "__main__":  # `make chat-demo`: python -m tests.chat_data PATH writes the 1,200 conversations
+    import sys
+
+    write_jsonl(Path(sys.argv[1]), [json.dumps(row) for row in conversations()])

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +21,10 @@ from tokenmill.jobs.cli import main
 from tokenmill.pipeline.errors import UserError
 from tokenmill.trainer.checkpoint import CHECKPOINT
 from tokenmill.trainer.config import load_config, with_run_length
+from tokenmill.trainer.data import PackedWindows, ShardDocuments, open_token_set
+from tokenmill.trainer.distributed import Processes
+from tokenmill.trainer.loop import evaluate
+from tokenmill.trainer.model import GPT, GPTConfig
 from tokenmill.trainer.schedule import Schedule
 from tokenmill.trainer.train import train
 
@@ -226,3 +231,31 @@ def test_rank_zero_decides_resume_and_a_rank_without_the_checkpoint_fails_loudly
     assert [r["step"] for r in ddp] == list(range(1, 7))
     single = train(data, load_config(str(config)), tmp_path / "single", device="cpu")
     assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in single], rel=1e-5)
+
+
+def test_evaluation_keeps_the_training_shape_and_averages_per_target(data: Path) -> None:
+    """A ragged last batch is filled with masked rows (a compiled model would recompile for a new shape),
+    and the result is the mean over every real target, the last partial window's included."""
+    val = ShardDocuments((open_token_set(data).val,))
+    windows = PackedWindows(val, 16, split=True, wrap=False, lookahead=8)
+    rows = []
+    while True:
+        try:
+            rows.append(windows.next_window())
+        except StopIteration:
+            break
+    assert len(rows) % 7 and (rows[-1][1] == -1).any()  # a ragged last batch and a padded last window
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=512, block_size=16, n_layer=1, n_head=2, n_embd=32))
+    shapes = []
+    model.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape)))
+    windows.rewind()
+    loss = evaluate(model, windows, 7, None, Processes(0, 1, 0, torch.device("cpu")))
+    assert set(shapes) == {(7, 16)} and len(shapes) == -(-len(rows) // 7)
+    inputs, targets = (torch.from_numpy(np.stack(part)) for part in zip(*rows, strict=True))
+    with torch.no_grad():
+        logits = model.head(model.norm_f(model.blocks[0](model.wte(inputs) + model.wpe.weight, None, None)))
+    losses = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2), targets, ignore_index=-1, reduction="sum"
+    )
+    assert loss == pytest.approx(losses.item() / int((targets >= 0).sum()), rel=1e-5)

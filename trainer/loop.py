@@ -177,9 +177,9 @@ def evaluate(
     def flush() -> None:
         width = len(rows[0][0])
         padding = [(np.zeros(width, np.int64), np.full(width, -1, np.int64))] * (micro_batch - len(rows))
-        full = rows + padding
         inputs, targets = (
-            _to_device(torch.from_numpy(np.stack([row[part] for row in full])), procs.device) for part in (0, 1)
+            _to_device(torch.from_numpy(np.stack(column)), procs.device)
+            for column in zip(*rows, *padding, strict=True)
         )
         with autocast(procs.device):
             totals[0] += model(inputs, targets, reduction="sum").double()

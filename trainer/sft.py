@@ -207,7 +207,8 @@ def _fine_tune(
         print(
             f"sft: {conversations.rows:,} conversations read: {len(conversations.train):,} to train on, "
             f"{len(conversations.heldout):,} held out, skipped {skipped or 'none'}; "
-            f"{packed.windows:,} windows per epoch ({100 * packed.padding_fraction:.1f}% padding), {steps:,} steps",
+            f"{packed.windows:,} windows per epoch ({100 * packed.padding_fraction:.1f}% padding), "
+            f"{steps:,} steps",
             flush=True,
         )
     return fit(job)

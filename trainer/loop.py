@@ -23,8 +23,8 @@ writes a checkpoint, all ranks wait for it (a barrier), so no rank runs ahead of
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,15 +59,21 @@ class Job:
     procs: Processes
     config: TrainConfig  # resolved: vocabulary and run length fixed
     out: Path
-    model: GPT
-    optimizer: torch.optim.Optimizer
-    batches: RankBatches
-    heldout: Callable[[], PackedWindows]  # a fresh pass over the validation windows
+    model: GPT  # on procs.device
+    windows: PackedWindows  # the training stream of all ranks; each takes its own share
+    heldout: PackedWindows  # the validation windows, a non-wrapping stream (rewound for each pass)
     kind: str  # "pretrain" or "sft": metrics records and checkpoints say which
     stop: int  # the last step this invocation runs (<= config.max_steps)
     step: int = 0  # the step the model and optimizer are at
     evaluate_first: bool = False  # log the held-out loss before the first step (a fine-tune's base)
     payload: dict[str, Any] = field(default_factory=dict)  # checkpoint entries of the caller's own
+    optimizer: torch.optim.AdamW = field(init=False)
+    batches: RankBatches = field(init=False)
+
+    def __post_init__(self) -> None:
+        procs = self.procs
+        self.optimizer = make_optimizer(self.model, self.config, procs.device)
+        self.batches = RankBatches(self.windows, self.config.micro_batch_size, procs.rank, procs.world_size)
 
     @property
     def schedule(self) -> Schedule:
@@ -144,12 +150,22 @@ def check_resumable(state: dict[str, Any], config: TrainConfig, procs: Processes
         )
 
 
-def restore(job: Job, state: dict[str, Any]) -> None:
-    """Model, optimizer, data position and this rank's RNG as the checkpoint holds them."""
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def start(job: Job, state: dict[str, Any] | None) -> None:
+    """A fresh run seeds each rank's own RNG streams (dropout); a resumed one restores the model,
+    optimizer, data position and this rank's RNG exactly as the checkpoint holds them."""
+    if state is None:
+        seed_everything(job.config.seed + job.procs.rank)
+        return
     job.model.load_state_dict(state["model"])
     job.optimizer.load_state_dict(state["optimizer"])
     job.step = state["step"]
-    job.batches.windows.load_state(state["data"])
+    job.windows.load_state(state["data"])
     checkpoint.set_rng_state(state["rng"][job.procs.rank], job.procs.device)
 
 
@@ -265,10 +281,11 @@ def fit(job: Job) -> list[dict[str, Any]]:
         )
 
     def held_out_loss() -> float:
-        return evaluate(compiled, job.heldout(), config.micro_batch_size, config.val_windows, procs)
+        job.heldout.rewind()
+        return evaluate(compiled, job.heldout, config.micro_batch_size, config.val_windows, procs)
 
     def log(record: dict[str, Any]) -> None:
-        record |= {"epoch": job.batches.windows.state()["epoch"], "kind": job.kind}
+        record |= {"epoch": job.windows.state()["epoch"], "kind": job.kind}
         records.append(record)
         if procs.main:
             print(_console(record, job.stop), flush=True)
@@ -288,7 +305,7 @@ def fit(job: Job) -> list[dict[str, Any]]:
                 "model": raw.state_dict(),
                 "optimizer": job.optimizer.state_dict(),
                 "schedule": asdict(schedule),
-                "data": job.batches.windows.state(),
+                "data": job.windows.state(),
                 "world_size": procs.world_size,
                 "rng": rng,
                 "kind": job.kind,

@@ -36,12 +36,12 @@ from tokenmill.tokenizer.encodings import load_encoding
 from tokenmill.trainer import checkpoint
 from tokenmill.trainer.chat import CHAT_TOKENS, ConversationSet, chat_encoding, load_conversations
 from tokenmill.trainer.config import TrainConfig, from_dict
-from tokenmill.trainer.data import MaskedDocuments, PackedWindows, RankBatches
+from tokenmill.trainer.data import MaskedDocuments, PackedWindows
 from tokenmill.trainer.distributed import Processes, start_processes, stop_processes
-from tokenmill.trainer.loop import Job, check_resumable, find_checkpoint, fit, make_optimizer, restore
+from tokenmill.trainer.loop import Job, check_resumable, find_checkpoint, fit, seed_everything, start
 from tokenmill.trainer.model import GPT, GPTConfig
 from tokenmill.trainer.packing import coverage
-from tokenmill.trainer.train import VOCAB_MULTIPLE, seed_everything
+from tokenmill.trainer.train import VOCAB_MULTIPLE
 
 WARMUP_SHARE = 0.05
 DATA_REPORT = "sft_data.json"
@@ -171,10 +171,9 @@ def _fine_tune(
     windows = PackedWindows(
         MaskedDocuments(conversations.train), seq_len, split=False, wrap=True, lookahead=lookahead
     )
-    heldout_documents = MaskedDocuments(conversations.heldout)
-
-    def heldout() -> PackedWindows:
-        return PackedWindows(heldout_documents, seq_len, split=False, wrap=False, lookahead=lookahead)
+    heldout = PackedWindows(
+        MaskedDocuments(conversations.heldout), seq_len, split=False, wrap=False, lookahead=lookahead
+    )
 
     chat = {"tokens": {token: first + index for index, token in enumerate(CHAT_TOKENS)}, "base": str(base)}
     job = Job(
@@ -182,18 +181,14 @@ def _fine_tune(
         config=config,
         out=out,
         model=model,
-        optimizer=make_optimizer(model, config, procs.device),
-        batches=RankBatches(windows, config.micro_batch_size, procs.rank, procs.world_size),
+        windows=windows,
         heldout=heldout,
         kind="sft",
         stop=steps,
         evaluate_first=True,
         payload={"manifest": manifest, "chat": chat},
     )
-    if state is None:
-        seed_everything(config.seed + procs.rank)
-    else:
-        restore(job, state)
+    start(job, state)
     del state
     if procs.main:
         report = {

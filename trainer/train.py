@@ -10,20 +10,16 @@ trainer/packing.py); the loop, its logging and checkpoints are trainer/loop.py.
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from tokenmill.pipeline.errors import UserError
 from tokenmill.trainer.config import TrainConfig, with_run_length
-from tokenmill.trainer.data import PackedWindows, RankBatches, ShardDocuments, TokenSet, open_token_set
+from tokenmill.trainer.data import PackedWindows, ShardDocuments, TokenSet, open_token_set
 from tokenmill.trainer.distributed import Processes, start_processes, stop_processes
-from tokenmill.trainer.loop import Job, check_resumable, find_checkpoint, fit, make_optimizer, restore
+from tokenmill.trainer.loop import Job, check_resumable, find_checkpoint, fit, seed_everything, start
 from tokenmill.trainer.model import GPT, GPTConfig
 from tokenmill.trainer.packing import coverage
 
@@ -40,12 +36,6 @@ def resolve(config: TrainConfig, vocab_size: int) -> TrainConfig:
     if vocab < vocab_size:
         raise UserError(f"model.vocab_size {vocab} is smaller than the token set's vocabulary {vocab_size}")
     return replace(config, model=replace(config.model, vocab_size=vocab))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def train(
@@ -107,30 +97,21 @@ def _train(
     seq_len, lookahead = config.model.block_size, config.pack_lookahead
     documents = ShardDocuments(token_set.train)
     windows = PackedWindows(documents, seq_len, split=True, wrap=True, lookahead=lookahead)
-    val = PackedWindows(
+    heldout = PackedWindows(
         ShardDocuments((token_set.val,)), seq_len, split=True, wrap=False, lookahead=lookahead
     )
-
-    def heldout() -> PackedWindows:
-        val.rewind()
-        return val
-
     job = Job(
         procs=procs,
         config=config,
         out=out,
         model=model,
-        optimizer=make_optimizer(model, config, procs.device),
-        batches=RankBatches(windows, config.micro_batch_size, procs.rank, procs.world_size),
+        windows=windows,
         heldout=heldout,
         kind="pretrain",
         stop=stop,
         payload={"manifest": token_set.manifest},
     )
-    if state is None:
-        seed_everything(config.seed + procs.rank)  # per-rank streams from here on (dropout)
-    else:
-        restore(job, state)
+    start(job, state)
     del state
     if procs.main:
         _report_packing(documents, config)

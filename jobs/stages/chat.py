@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenmill.jobs.stages.sample import SampleSettings
+from tokenmill.jobs.stages.sample import SampleSettings, continuation
 from tokenmill.jobs.stages.settings import option
 from tokenmill.pipeline.errors import UserError
 
@@ -58,7 +58,7 @@ def run_chat(settings: ChatSettings) -> dict[str, Any]:
 
     from tokenmill.tokenizer.encodings import load_encoding
     from tokenmill.trainer.chat import END, chat_encoding, chat_token_ids, fit_history, prompt_tokens
-    from tokenmill.trainer.sample import generate, load_model
+    from tokenmill.trainer.sample import load_model
 
     check_chat(settings)
     device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -79,19 +79,7 @@ def run_chat(settings: ChatSettings) -> dict[str, Any]:
         """The assistant's answer to the newest user message of `turns`, its <|end|> left out."""
         messages = fit_history(settings.system, turns, encoding, eot, budget)
         prompt = torch.tensor([prompt_tokens(messages, encoding, eot)], device=device)
-        tokens = generate(
-            model,
-            prompt,
-            settings.max_new_tokens,
-            settings.temperature,
-            settings.top_k,
-            settings.top_p,
-            generator,
-            vocab_limit=encoding.n_vocab,
-            stop_token=end,
-        )
-        new = tokens[0, prompt.size(1) :].tolist()
-        return encoding.decode(new[: new.index(end)] if end in new else new)
+        return encoding.decode(continuation(model, prompt, settings, generator, encoding.n_vocab, end))
 
     if settings.prompt is not None:
         print(reply([{"role": "user", "content": settings.prompt}]))

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenmill.jobs.stages.settings import option
 from tokenmill.pipeline.errors import UserError
+
+if TYPE_CHECKING:  # torch loads only when a command runs
+    import torch
 
 SUMMARY = "text from a trained checkpoint: greedy, temperature, top-k, top-p"
 
@@ -53,7 +56,7 @@ def run_sample(settings: SampleSettings) -> dict[str, Any]:
 
     from tokenmill.tokenizer.encodings import load_encoding
     from tokenmill.trainer.distributed import device_kind
-    from tokenmill.trainer.sample import generate, load_model
+    from tokenmill.trainer.sample import load_model
 
     check_sample(settings)
     device = device_kind(settings.device)
@@ -63,6 +66,22 @@ def run_sample(settings: SampleSettings) -> dict[str, Any]:
     eot = manifest["eot_id"]
     prompt = torch.tensor([[eot, *encoding.encode_ordinary(settings.prompt)]], device=device)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
+    new = continuation(model, prompt, settings, generator, manifest["vocab_size"], eot)
+    print(settings.prompt + encoding.decode(new))
+    return {"tokens": len(new)}
+
+
+def continuation(
+    model: torch.nn.Module,
+    prompt: torch.Tensor,
+    settings: SampleSettings,
+    generator: torch.Generator,
+    vocab_limit: int,
+    stop_token: int,
+) -> list[int]:
+    """The tokens generated after `prompt` with the settings' decoding options, without the stop token."""
+    from tokenmill.trainer.sample import generate
+
     tokens = generate(
         model,
         prompt,
@@ -71,11 +90,8 @@ def run_sample(settings: SampleSettings) -> dict[str, Any]:
         settings.top_k,
         settings.top_p,
         generator,
-        vocab_limit=manifest["vocab_size"],
-        stop_token=eot,
+        vocab_limit=vocab_limit,
+        stop_token=stop_token,
     )
     new = tokens[0, prompt.size(1) :].tolist()
-    if new and new[-1] == eot:
-        new.pop()
-    print(settings.prompt + encoding.decode(new))
-    return {"tokens": len(new)}
+    return new[: new.index(stop_token)] if stop_token in new else new

@@ -26,7 +26,7 @@ chat-demo: run
 	$(BIN)/python -m tests.chat_data $(OUT)/conversations.jsonl
 	$(BIN)/tokenmill sft --from $(OUT)/train --data $(OUT)/conversations.jsonl --out $(OUT)/sft \
 	  --max-steps 200 --lr 3e-3 --batch-size 8
-	$(BIN)/tokenmill chat --checkpoint $(OUT)/sft --temperature 0 --prompt "What is the first word of: Why that way?"
+	$(BIN)/tokenmill chat --checkpoint $(OUT)/sft --prompt "Repeat after me: And keep their teeth clean."
 
 test: setup
 	$(BIN)/python -m pytest -q tests

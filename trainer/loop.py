@@ -252,8 +252,9 @@ def fit(job: Job) -> list[dict[str, Any]]:
     device = procs.device
     per_pass = config.micro_batch_size * procs.world_size
     if config.batch_size % per_pass:
-        raise ValueError(
-            f"batch_size {config.batch_size} is not a multiple of micro_batch_size x processes = {per_pass}"
+        raise UserError(
+            f"batch_size {config.batch_size} is not a multiple of micro_batch_size x processes = {per_pass}: "
+            "change the config or the number of processes"
         )
     accumulation = config.batch_size // per_pass
     if device.type == "cuda":

@@ -1,5 +1,6 @@
 """PII scrubbing known answers: isemail's labelled addresses, presidio's context sentences, public vs
-private IPv4, and the real e-mails of dolma's PII test documents."""
+private IPv4 and IPv6 in every notation, text that only looks like an IPv6 address, and the real
+e-mails of dolma's PII test documents."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from tokenmill.pipeline.dedup.pii import EMAIL_DUMMIES, IP_DUMMIES, PHONE_DUMMY, PIIConfig, scrub
+from tokenmill.pipeline.dedup.pii import (
+    EMAIL_DUMMIES,
+    IP_DUMMIES,
+    IPV6_DUMMIES,
+    PHONE_DUMMY,
+    PII_KINDS,
+    PIIConfig,
+    scrub,
+)
 
 PII = Path(__file__).parent / "data" / "pii"
 WITH_PHONES = PIIConfig(phones=True)
+NOTHING = {"email": 0, "ip": 0, "ipv6": 0, "phone": 0}
 
 
 def isemail_cases() -> list[tuple[int, str, str]]:
@@ -95,7 +105,7 @@ def test_presidio_sentences():
             assert text.count(PHONE_DUMMY) == counts["phone"]
             assert not any(char.isdigit() for char in text.replace(PHONE_DUMMY, ""))
         else:
-            assert counts == {"email": 0, "ip": 0, "phone": 0}, sentence
+            assert counts == NOTHING, sentence
 
 
 @pytest.mark.parametrize(
@@ -129,7 +139,7 @@ def test_public_ips_are_replaced(address):
 )
 def test_non_public_ips_stay(address):
     sentence = f"The server at {address} answered."
-    assert scrub(sentence) == (sentence, {"email": 0, "ip": 0, "phone": 0})
+    assert scrub(sentence) == (sentence, NOTHING)
 
 
 @pytest.mark.parametrize(
@@ -148,14 +158,175 @@ def test_ip_boundaries(text, expected_ips):
     assert scrub(text)[1]["ip"] == expected_ips
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2001:4860:4860::8888",  # compressed
+        "2001:4860:4860:0000:0000:0000:0000:8888",  # full, leading zeros
+        "2001:4860:4860:0:0:0:0:8888",  # full, no leading zeros
+        "2606:4700:4700::1111",
+        "2620:fe::fe",  # "::" in the middle
+        "2001:4860::",  # trailing "::"
+        "2A03:2880:F10E:83:FACE:B00C:0:25DE",  # upper case
+        "2001:4860:4860::8.8.8.8",  # mixed notation, a global prefix
+        "2002:c000:204::1",  # 6to4: carries its site's public IPv4 address
+        "3fff:1000::1",  # just past the 3fff::/20 documentation block
+    ],
+)
+def test_public_ipv6_is_replaced(address):
+    text, counts = scrub(f"The server at {address} answered.")
+    assert counts == {"email": 0, "ip": 0, "ipv6": 1, "phone": 0}
+    assert address not in text and text.split()[3] in IPV6_DUMMIES
+
+
+def test_every_notation_of_an_address_gets_the_same_dummy():
+    notations = (
+        "2001:4860:4860::8888",
+        "2001:4860:4860:0:0:0:0:8888",
+        "2001:4860:4860:0000:0000:0000:0000:8888",
+        "2001:4860:4860::0:8888",
+        "2001:4860:4860::8888".upper(),
+    )
+    assert {scrub(address)[0] for address in notations} == {"2001:db8:85a3::8a2e:370:7334"}
+
+
+@pytest.mark.parametrize(
+    "mapped",
+    ["::ffff:8.8.8.8", "::FFFF:8.8.8.8", "::ffff:808:808", "0:0:0:0:0:ffff:8.8.8.8", "0::ffff:0808:0808"],
+)
+def test_public_ipv4_mapped_is_replaced_as_its_ipv4_address(mapped):
+    """Any notation of ::ffff:8.8.8.8 reads "::ffff:" and the dummy 8.8.8.8 itself gets, as the IPv4
+    pass wrote it before IPv6 scrubbing existed; it counts once, as ipv6."""
+    text, counts = scrub(f"Connection from {mapped} refused")
+    assert text == f"Connection from ::ffff:{scrub('8.8.8.8')[0]} refused"
+    assert counts == {"email": 0, "ip": 0, "ipv6": 1, "phone": 0}
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "fe80::1ff:fe23:4567:890a",  # link-local
+        "FE80::5054:FF:FE12:3456",
+        "febf:ffff::1",  # the top of fe80::/10
+        "::1",  # loopback
+        "0:0:0:0:0:0:0:1",
+        "::",  # unspecified
+        "2001:db8::1",  # documentation (RFC 3849)
+        "2001:0DB8:85A3:0000:0000:8A2E:0370:7334",
+        "3fff::1",  # documentation (RFC 9637)
+        "3fff:fff:ffff::1",  # the top of 3fff::/20
+        "fc00::1",  # unique-local fc00::/7
+        "fd12:3456:789a:1::1",
+        "ff02::1",  # multicast, link scope
+        "ff0e::101",  # multicast, global scope
+        "fec0::1",  # deprecated site-local
+        "::ffff:192.168.1.1",  # IPv4-mapped: the IPv4 rule keeps private, documentation, dummies
+        "::ffff:c0a8:101",
+        "::ffff:192.0.2.128",
+        "::ffff:22.214.171.124",
+        "2001:db8:85a3::8a2e:370:7334",  # an IPv6 dummy
+    ],
+)
+def test_non_public_ipv6_stays(address):
+    sentence = f"The server at {address} answered."
+    assert scrub(sentence) == (sentence, NOTHING)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "counts"),
+    [
+        ("http://[2a00:1450:4001:82b::200e]/search", "http://[2001:db8::1]/search", (0, 1)),
+        (
+            "dig @2606:4700:4700::1111 or [2a01:4f8:c17:1b::2]:53",
+            "dig @2001:db8:85a3::8a2e:370:7334 or [2001:db8::1]:53",
+            (0, 2),
+        ),
+        (
+            "Google announces 2001:4860::/32.",
+            "Google announces 2001:db8:1f70:999:de8:7648:3a49:6e8/32.",
+            (0, 1),
+        ),
+        (
+            "Received: from mx.example.net ([IPv6:2a01:4f8:c17:1b::2])",
+            "Received: from mx.example.net ([IPv6:2001:db8::1])",
+            (0, 1),
+        ),
+        # a zone is not part of the address: link-local ones stay whole, a global one keeps its zone
+        ("ping6 fe80::1%eth0 or [fe80::1%25en0]", "ping6 fe80::1%eth0 or [fe80::1%25en0]", (0, 0)),
+        ("2001:4860:4860::8888%eth0", "2001:db8:85a3::8a2e:370:7334%eth0", (0, 1)),
+        # NAT64 and IPv4-compatible forms stay as IPv6; their dotted quad is judged by the IPv4 rule
+        (
+            "NAT64 64:ff9b::8.8.8.8, old-style ::1.1.1.1, private 64:ff9b::10.0.0.1",
+            "NAT64 64:ff9b::126.96.36.199, old-style ::18.104.22.168, private 64:ff9b::10.0.0.1",
+            (2, 0),
+        ),
+        # not addresses: two "::", nine groups, a five-digit group, glued to a word
+        (
+            "2001:4860::8888::1 2001:4860:4860:0:0:0:0:0:8888 2001:4860:48600::1 x2001:4860::1",
+            "2001:4860::8888::1 2001:4860:4860:0:0:0:0:0:8888 2001:4860:48600::1 x2001:4860::1",
+            (0, 0),
+        ),
+    ],
+)
+def test_ipv6_in_context(text, expected, counts):
+    scrubbed, found = scrub(text)
+    assert scrubbed == expected
+    assert (found["ip"], found["ipv6"]) == counts
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The meeting runs from 12:30:45 to 13:00:00; EXIF date 2023:10:05 14:22:01.",
+        "link/ether 00:1a:2b:3c:4d:5e brd ff:ff:ff:ff:ff:ff, EUI-64 00:1a:2b:ff:fe:3c:4d:5e",
+        "Release v2.3.1 (python:3.11, ubuntu:22.04), build 1.2.3.4.5, John 3:16, 16:9 screens",
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 commit deadbeefcafe",
+        "ssh key fingerprint 43:51:43:a1:b5:fc:8b:b7:0a:3a:a9:b1:0f:66:73:a8",
+        "ten groups 1a2b:3c4d:2001:4860:4860:0:0:0:0:8888 are no address, nor is any eight of them",
+        "std::vector<int> v; boost::asio::ip::make_address_v6(s); Foo::Bar->new; dead::beef",
+        "a::before, li::marker, input::placeholder { content: '::'; }",
+        "In Haskell, x :: Int. The :: operator in C++ names the global scope: ::printf.",
+    ],
+)
+def test_text_that_only_looks_like_ipv6_stays(text):
+    assert scrub(text) == (text, NOTHING)
+
+
+def test_interface_listing():
+    """`ip addr` output, as pasted into forums: the public IPv4 and IPv6 addresses go; the link-local
+    address, the MAC and broadcast addresses, the loopback and the interface numbers stay."""
+    listing = """\
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000
+    inet 127.0.0.1/8 scope host lo
+    inet6 ::1/128 scope host
+2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc fq_codel state UP group default qlen 1000
+    link/ether 52:54:00:12:34:56 brd ff:ff:ff:ff:ff:ff
+    inet 144.76.10.20/26 brd 144.76.10.63 scope global eth0
+    inet6 2a01:4f8:c17:1b::2/64 scope global
+    inet6 fe80::5054:ff:fe12:3456/64 scope link
+"""
+    scrubbed, counts = scrub(listing)
+    assert counts == {"email": 0, "ip": 2, "ipv6": 1, "phone": 0}
+    expected = (
+        listing.replace("144.76.10.20", "188.8.131.52")
+        .replace("144.76.10.63", "188.8.131.52")
+        .replace("2a01:4f8:c17:1b::2", "2001:db8::1")
+    )
+    assert scrubbed == expected
+
+
 def test_replacements_are_deterministic_and_idempotent():
-    text = "Mail jane.doe@example.com or john@corp.io, again jane.doe@example.com; host 8.8.8.8."
+    text = (
+        "Mail jane.doe@example.com or john@corp.io, again jane.doe@example.com; host 8.8.8.8, "
+        "[2606:4700:4700::1111]:53 and ::ffff:1.1.1.1."
+    )
     scrubbed, counts = scrub(text)
-    assert counts == {"email": 3, "ip": 1, "phone": 0}
+    assert counts == {"email": 3, "ip": 1, "ipv6": 2, "phone": 0}
+    assert set(counts) == set(PII_KINDS)
     first, second, third = (word.strip(",;") for word in scrubbed.split() if "@" in word)
     assert first == third and {first, second} <= set(EMAIL_DUMMIES)  # same address, same dummy
     assert scrub(text) == (scrubbed, counts)
-    assert scrub(scrubbed, WITH_PHONES) == (scrubbed, {"email": 0, "ip": 0, "phone": 0})
+    assert scrub(scrubbed, WITH_PHONES) == (scrubbed, NOTHING)
 
 
 def test_email_in_running_text():
@@ -180,6 +351,10 @@ def test_adversarial_text_is_scrubbed_in_linear_time():
         "a@" + "a-" * 20_000 + "!",
         "1." * 20_000,
         "0 1 " * 20_000,
+        "1:" * 20_000,
+        ":" * 40_000,
+        "a::" * 15_000,
+        "2001:" * 10_000 + ":",
     )
     for text in texts:
         started = time.perf_counter()

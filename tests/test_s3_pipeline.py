@@ -117,7 +117,7 @@ def test_scrub_on_s3(s3, runs, tmp_path):
     scrubbed = table(mirror(client, OUT_BUCKET, "scrubbed", tmp_path / "scrubbed"))
     final = table(local / "final")
     assert scrubbed.column("id").equals(final.column("id"))
-    assert {"pii_email", "pii_ip", "pii_phone"} <= set(scrubbed.column_names)
+    assert {"pii_email", "pii_ip", "pii_ipv6", "pii_phone"} <= set(scrubbed.column_names)
 
 
 def test_train_tokenizer_and_report_on_s3(s3, runs, tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from tokenmill.pipeline.dedup.minhash import MinHasher, normalize_for_dedup
-from tokenmill.pipeline.dedup.pii import PIIConfig, scrub
+from tokenmill.pipeline.dedup.pii import PII_KINDS, PIIConfig, scrub
 
 KEY_SCHEMA = pa.schema(
     [
@@ -24,7 +24,6 @@ KEY_SCHEMA = pa.schema(
         ("signature", pa.list_(pa.int64())),
     ]
 )
-PII_KINDS = ("email", "ip", "phone")
 
 
 def text_hash(normalized: str) -> int:

@@ -18,6 +18,7 @@ from tests.conftest import DATA
 from tokenmill.jobs import cli
 from tokenmill.tokenizer import load_encoding
 from tokenmill.tokenizer.bpe import GPT4_PATTERN
+from tokenmill.tokenizer.upsample import FINEWEB2
 
 SHAKESPEARE = (DATA / "text" / "tinyshakespeare_input.txt").read_text(encoding="utf-8")
 
@@ -217,3 +218,147 @@ def test_bad_arguments_are_clear_errors(spark, tmp_path, capsys):
     no_text.mkdir()
     pq.write_table(pa.table({"id": ["a"]}), no_text / "part.parquet")
     assert "lacks the columns" in error(no_text, "gpt2")
+
+
+# ---- rehydration (--upsample-by) ----------------------------------------------------------------------
+
+# sha256 of val_000000 and train_000001..4, .bin then .idx, as gpt2_run's settings wrote them before
+# --upsample-by existed: without the option the shards keep their bytes.
+SHARDS_BEFORE_UPSAMPLING = "c08eeef014f8ee140b1ebaf59d3c46da9da0eabfd0e4945c4eb08a463bc5b22a"
+
+
+def _stream_ids(shards: Path) -> list[str]:
+    """The ids of the documents in stream order: piece 0 of each, shard by shard."""
+    manifest = json.loads((shards / "manifest.json").read_text())
+    ids = []
+    for shard in manifest["shards"]:
+        table = pq.read_table(shards / shard["parquet"]).sort_by("offset").to_pydict()
+        ids += [doc_id for doc_id, piece in zip(table["id"], table["piece"], strict=True) if piece == 0]
+    return ids
+
+
+def _shard_bytes_sha256(shards: Path) -> str:
+    """sha256 of every .bin in shard order, then every .idx."""
+    manifest = json.loads((shards / "manifest.json").read_text())
+    names = [shard[kind] for kind in ("bin", "idx") for shard in manifest["shards"]]
+    return hashlib.sha256(b"".join((shards / name).read_bytes() for name in names)).hexdigest()
+
+
+def test_without_upsampling_the_shards_keep_their_bytes(gpt2_run):
+    assert _shard_bytes_sha256(gpt2_run) == SHARDS_BEFORE_UPSAMPLING
+
+
+def _expected_stream(spark, copies: dict[str, int], seed: int) -> list[str]:
+    """The documented order: copy 0 by xxhash64(seed, id), copy k > 0 by xxhash64(seed, id, k)."""
+    from pyspark.sql import functions as F
+
+    rows = [(doc_id, copy) for doc_id, count in copies.items() for copy in range(count)]
+    frame = spark.createDataFrame(rows, "id string, copy int")
+    key = F.when(F.col("copy") == 0, F.xxhash64(F.lit(seed), "id")).otherwise(
+        F.xxhash64(F.lit(seed), "id", "copy")
+    )
+    return [
+        row["id"]
+        for row in frame.select("id", key.alias("key"), "copy").orderBy("key", "id", "copy").collect()
+    ]
+
+
+def test_dedup_cluster_sizes_repeat_documents_by_fineweb2_table(spark, tmp_path):
+    """Long speeches, five of them copied verbatim under new ids: dedup finds clusters of 2, 3, 4, 6
+    and 120, keeps the smallest id of each, and tokenize repeats it 2, 3, 3, 5 and 8 times."""
+    texts = [doc["text"] for doc in _speeches() if len(doc["text"]) > 300][:40]
+    cluster_sizes = {0: 2, 1: 3, 2: 4, 3: 6, 4: 120}
+    docs = [{"id": f"doc-{i:03d}", "text": text} for i, text in enumerate(texts)]
+    docs += [
+        {"id": f"doc-{i:03d}-copy-{k:03d}", "text": texts[i]}
+        for i, size in cluster_sizes.items()
+        for k in range(1, size)
+    ]
+    source = _write(docs, tmp_path / "docs", files=2)
+    root = tmp_path / "run"
+    assert cli.main(["dedup", "-o", str(root), "--input", str(source), "--master", "local[2]"]) == 0
+    args = ("--encoding", "gpt2", "--val-tokens", "3000", "--seed", "3", "--upsample-by", "cluster_size")
+    shards = _tokenize(root, root / "final", *args) / "tokens" / "gpt2"
+
+    expected = {doc["id"]: 1 for doc in docs[: len(texts)]}
+    expected.update({"doc-000": 2, "doc-001": 3, "doc-002": 3, "doc-003": 5, "doc-004": 8})
+    stream = _stream_ids(shards)
+    assert {doc_id: stream.count(doc_id) for doc_id in set(stream)} == expected
+    assert stream == _expected_stream(spark, expected, seed=3)  # copies shuffled apart by their own keys
+
+    manifest = json.loads((shards / "manifest.json").read_text())
+    gpt2 = load_encoding("gpt2")
+    final = pq.read_table(root / "final").to_pydict()
+    lengths = {
+        doc_id: len(gpt2.encode_ordinary(text)) + 1
+        for doc_id, text in zip(final["id"], final["text"], strict=True)
+    }
+    counts = manifest["counts"]
+    assert counts["upsample"] == {
+        "documents": 40,
+        "copies": 56,
+        "tokens_added": sum((copies - 1) * lengths[doc_id] for doc_id, copies in expected.items()),
+        "unknown_cluster_size": 0,
+    }
+    assert (counts["documents_in"], counts["documents"], counts["skipped"]) == (40, 56, {"empty_text": 0})
+    assert counts["tokens"] == sum(copies * lengths[doc_id] for doc_id, copies in expected.items())
+    assert manifest["settings"]["upsample"] == {
+        "by": "cluster_size",
+        "table": [[1, 1], [2, 2], [3, 3], [5, 5], [100, 8], [1000, 1]],
+    }
+    stats = json.loads((root / "stats" / "tokenize.json").read_text())
+    assert stats["counts"]["upsample"] == counts["upsample"]
+
+
+def _sized_speeches() -> list[dict]:
+    """The speeches with FineWeb-2's column: sizes 1 to 149 from a seeded generator, none for some."""
+    sizes = np.random.default_rng(5).integers(1, 150, len(_speeches())).tolist()
+    return [
+        {**doc, "minhash_cluster_size": None if index % 50 == 7 else size}
+        for index, (doc, size) in enumerate(zip(_speeches(), sizes, strict=True))
+    ]
+
+
+def test_upsampled_shards_are_the_same_bytes_whatever_the_partitioning(spark, tmp_path):
+    docs = _sized_speeches()
+    args = ("--encoding", "gpt2", "--shard-tokens", "200000", "--seed", "11", "--upsample-by")
+    three = _tokenize(
+        tmp_path / "a", _write(docs, tmp_path / "three", files=3), *args, "minhash_cluster_size"
+    )
+    one = _tokenize(
+        tmp_path / "b", _write(docs[::-1], tmp_path / "one", files=1), *args, "minhash_cluster_size"
+    )
+    first, second = three / "tokens" / "gpt2", one / "tokens" / "gpt2"
+    assert _shard_bytes_sha256(first) == _shard_bytes_sha256(second)
+    counts = json.loads((first / "manifest.json").read_text())["counts"]
+    unknown = sum(1 for doc in docs if doc["text"] and doc["minhash_cluster_size"] is None)
+    assert counts["upsample"]["unknown_cluster_size"] == unknown > 0
+    sizes = [doc["minhash_cluster_size"] or 0 for doc in docs if doc["text"]]
+    assert counts["upsample"]["copies"] == int(FINEWEB2.copies(np.array(sizes)).sum()) > len(sizes)
+
+
+def test_a_table_of_single_copies_changes_no_byte(gpt2_run, spark, tmp_path):
+    table = tmp_path / "ones.toml"
+    table.write_text("[copies]\n1 = 1\n", encoding="utf-8")
+    source = _write(_sized_speeches(), tmp_path / "docs", files=2)
+    args = ("--encoding", "gpt2", "--shard-tokens", "100000", "--val-tokens", "20000", "--seed", "7")
+    upsample = ("--upsample-by", "minhash_cluster_size", "--upsample-table", str(table))
+    shards = _tokenize(tmp_path / "r", source, *args, *upsample) / "tokens" / "gpt2"
+    assert _shard_bytes_sha256(shards) == _shard_bytes_sha256(gpt2_run)
+
+
+def test_bad_upsampling_options_are_clear_errors(spark, tmp_path, capsys):
+    docs = _write(_speeches()[:20], tmp_path / "docs")
+
+    def error(*extra: str) -> str:
+        args = ["tokenize", "-o", str(tmp_path / "r"), "--input", str(docs), "--encoding", "gpt2", *extra]
+        assert cli.main([*args, "--master", "local[2]"]) == cli.EXIT_USER_ERROR
+        return capsys.readouterr().err
+
+    assert "give a column of cluster sizes" in error("--upsample-by", "score")
+    assert "give both or neither" in error("--upsample-table", str(tmp_path / "t.toml"))
+    assert "cannot read it" in error(
+        "--upsample-by", "cluster_size", "--upsample-table", str(tmp_path / "t.toml")
+    )
+    assert "has no column minhash_cluster_size" in error("--upsample-by", "minhash_cluster_size")
+    assert "run `tokenmill dedup` first" in error("--upsample-by", "cluster_size")

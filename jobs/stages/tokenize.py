@@ -1,7 +1,8 @@
 """Tokenize: final documents -> shuffled token shards for trainers, in llm.c's format.
 
     tokenmill tokenize -o ROOT --encoding NAME|PATH [--input DATASET] [--shard-tokens N]
-                       [--val-tokens N] [--seed S] [--master URL]
+                       [--val-tokens N] [--seed S] [--upsample-by COLUMN [--upsample-table FILE]]
+                       [--master URL]
     spark-submit jobs/tokens.py -o ROOT --encoding gpt2 ...
 
 Input: ROOT/final from `tokenmill dedup`, or any Parquet with `id` and `text` (--input). Output:
@@ -9,9 +10,12 @@ ROOT/tokens/<tokenizer>/ with val_000000.* (shard 0, validation) and train_00000
 `.bin` (llm.c format: uint16, or uint32 with its own magic when the vocabulary needs it), `.idx`
 (uint64 document starts) and `.parquet` (id, tokens, offset, piece), and manifest.json, written last.
 
+0. rehydrate (--upsample-by only): each document repeated by the size of its duplicate cluster
+   (tokenizer.upsample, FineWeb-2's table by default), the copies numbered 0, 1, ...
 1. encode: per Arrow batch, EOT + encode_ordinary(text), packed in the shard dtype.
-2. shuffle: documents sorted by xxhash64(seed, id), so the order depends on the seed and the ids only,
-   never on the partitioning: the same seed gives byte-identical shards.
+2. shuffle: documents sorted by xxhash64(seed, id) (a copy k > 0 by xxhash64(seed, id, k)), so the order
+   depends on the seed and the ids only, never on the partitioning: the same seed gives byte-identical
+   shards, and the copies of a document land apart.
 3. layout: per-partition token totals give each document its start in the stream (tokenizer.layout).
 4. write: one task per shard writes and commits its three files; the driver writes the manifest.
 manifest.json is the completion marker (`pipeline.completion`): it holds the fingerprint of the input's
@@ -31,12 +35,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from pyspark import Accumulator
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from tokenmill.jobs.spark.datasets import overlap, read_dataset
 from tokenmill.jobs.spark.progress import StageProgress
+from tokenmill.jobs.stages.dedup import output_datasets
 from tokenmill.jobs.stages.records import Timings, versions, write_stats
 from tokenmill.jobs.stages.settings import SparkSettings, option
 from tokenmill.pipeline.completion import Completion, fingerprint
@@ -56,6 +61,7 @@ from tokenmill.tokenizer.encode import TOKENS_SCHEMA, encode_batches
 from tokenmill.tokenizer.encodings import ENDOFTEXT, EncodingSpec, encoding_for, load_spec
 from tokenmill.tokenizer.layout import PIECE_SCHEMA, Layout, pieces, running_starts
 from tokenmill.tokenizer.shards import ShardFormat, dtype_name, format_for_vocab
+from tokenmill.tokenizer.upsample import COPY_FIELD, FINEWEB2, UpsampleTable, load_table, repeat_documents
 from tokenmill.tokenizer.writer import ShardWriter
 
 SUMMARY = "final documents -> shuffled token shards (.bin, .idx, .parquet, manifest)"
@@ -63,6 +69,8 @@ DEFAULT_SHARD_TOKENS = 100_000_000
 DEFAULT_VAL_TOKENS = 10_000_000
 DEFAULT_VAL_FRACTION = 0.1
 FORMAT = "tokenmill-tokens/1"
+# dedup's cluster size (joined from ROOT/dedup/clusters when the input lacks it), FineWeb-2's datasets' own
+UPSAMPLE_COLUMNS = ("cluster_size", "minhash_cluster_size")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,8 +92,24 @@ class TokenizeSettings(SparkSettings):
         metavar="N",
     )
     seed: int = option(0, "shuffle seed (default 0)", metavar="S")
+    upsample_by: str | None = option(
+        None,
+        "repeat documents by the size of their duplicate cluster, as FineWeb-2 rehydrates: cluster_size "
+        "(tokenmill dedup's) or minhash_cluster_size (FineWeb-2's datasets)",
+        metavar="COLUMN",
+    )
+    upsample_table: str | None = option(
+        None, "TOML table of copies by cluster size (default: FineWeb-2's)", metavar="FILE"
+    )
 
     def __post_init__(self) -> None:
+        if self.upsample_by is not None and self.upsample_by not in UPSAMPLE_COLUMNS:
+            raise UserError(
+                f"--upsample-by {self.upsample_by}: give a column of cluster sizes, "
+                f"{' or '.join(UPSAMPLE_COLUMNS)}"
+            )
+        if self.upsample_table is not None and self.upsample_by is None:
+            raise UserError("--upsample-table is used with --upsample-by; give both or neither")
         if not 1 <= self.shard_tokens < 1 << 31:
             raise UserError(f"--shard-tokens {self.shard_tokens}: a shard holds 1 to 2**31 - 1 tokens")
         if self.val_tokens is not None and self.val_tokens < 0:
@@ -108,13 +132,27 @@ def load_tokenizer(settings: TokenizeSettings) -> EncodingSpec:
     return spec
 
 
+def upsample_table(settings: TokenizeSettings) -> UpsampleTable | None:
+    """The rehydration table, or None without --upsample-by."""
+    if settings.upsample_by is None:
+        return None
+    if settings.upsample_table is None:
+        return FINEWEB2
+    try:
+        return load_table(settings.upsample_table)
+    except ValueError as exc:
+        raise UserError(f"--upsample-table {settings.upsample_table}: {exc}") from None
+
+
 def tokens_directory(settings: TokenizeSettings, spec: EncodingSpec) -> str:
     return join(settings.output, "tokens", spec.name)
 
 
 def check_tokenize(settings: TokenizeSettings) -> EncodingSpec:
-    """The tokenizer (it loads), the root is writable, and the input lies apart from the shards."""
+    """The tokenizer (it loads), the upsampling table (it parses), the root is writable, and the input
+    lies apart from the shards."""
     spec = load_tokenizer(settings)
+    upsample_table(settings)
     directory = tokens_directory(settings, spec)
     check_writable_root(settings.output, settings.s3)
     if overlap(settings.source, directory):
@@ -125,32 +163,77 @@ def check_tokenize(settings: TokenizeSettings) -> EncodingSpec:
     return spec
 
 
+# ---- 0. rehydrate -------------------------------------------------------------------------------------
+
+
+def with_cluster_sizes(spark: SparkSession, docs: DataFrame, settings: TokenizeSettings) -> DataFrame:
+    """The documents with their --upsample-by column: the input's own, or dedup's cluster_size joined by
+    id from ROOT/dedup/clusters (ROOT/final carries only the survivors' text and metadata)."""
+    column = settings.upsample_by
+    if column in docs.columns:
+        return docs
+    if column != "cluster_size":
+        raise UserError(f"tokenize: {settings.source} has no column {column} for --upsample-by")
+    clusters = output_datasets(settings.output)["clusters"]
+    sizes = read_dataset(spark, clusters, settings.s3, ["id", "cluster_size"], produced_by="dedup")
+    return docs.join(sizes, "id", "left")
+
+
+def document_copies(docs: DataFrame, table: UpsampleTable | None, column: str | None) -> DataFrame:
+    """(id, text, copy): every document once as copy 0, or as many times as the table gives."""
+    if table is None:
+        return docs.select("id", "text", F.lit(0).cast("int").alias("copy"))
+
+    def compute(batches):
+        for batch in batches:
+            yield repeat_documents(batch, table, column)
+
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), COPY_FIELD])
+    return docs.select("id", "text", column).mapInArrow(compute, from_arrow_schema(schema))
+
+
 # ---- 1-2. shuffle and encode --------------------------------------------------------------------------
 
 
+def shuffle_key(seed: int) -> Column:
+    """xxhash64(seed, id) for a document itself (the key without upsampling, so those shards keep their
+    bytes), xxhash64(seed, id, k) for its k-th copy, so that copies are shuffled apart like documents."""
+    document = F.xxhash64(F.lit(seed), F.col("id"))
+    return F.when(F.col("copy") == 0, document).otherwise(F.xxhash64(F.lit(seed), F.col("id"), F.col("copy")))
+
+
 def encode(
-    docs: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed: int, encoded: Accumulator
+    copies: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed: int, encoded: Accumulator
 ) -> DataFrame:
-    """(id, order, n, tokens) for every document, range-partitioned and sorted by (order, id).
+    """(id, order, n, tokens, copy, repeat) for every copy of every document, range-partitioned and sorted
+    by (order, id, copy); `repeat` marks a row whose (id, copy) equals the row before: an id the input
+    holds twice.
 
     The sort comes first, on the text, so that Spark's sampling for the range bounds never runs the
     encoder; encoding is a narrow step after it and keeps each partition's order."""
-    keyed = docs.select("id", F.xxhash64(F.lit(seed), F.col("id")).alias("order"), "text")
-    partitions = max(docs.sparkSession.sparkContext.defaultParallelism, docs.rdd.getNumPartitions())
-    ordered = keyed.repartitionByRange(partitions, "order", "id").sortWithinPartitions("order", "id")
+    keyed = copies.select("id", shuffle_key(seed).alias("order"), "text", "copy")
+    partitions = max(copies.sparkSession.sparkContext.defaultParallelism, copies.rdd.getNumPartitions())
+    ordered = keyed.repartitionByRange(partitions, "order", "id").sortWithinPartitions("order", "id", "copy")
 
     def compute(batches):
-        previous = None  # equal ids are neighbours in this order, so a repeat is the row after its twin
-        for batch in encode_batches(batches, spec, shard_format.dtype):
-            ids = batch.column("id").to_pylist()
-            repeats = [doc_id == before for doc_id, before in zip(ids, [previous, *ids[:-1]], strict=True)]
-            previous = ids[-1] if ids else previous
-            encoded.add(len(ids))
-            yield batch.append_column("repeat", pa.array(repeats, pa.bool_()))
+        copy_numbers: list[pa.Array] = []  # each batch's, taken before the encoder, which drops them
 
-    return ordered.mapInArrow(
-        compute, from_arrow_schema(TOKENS_SCHEMA.append(pa.field("repeat", pa.bool_())))
-    )
+        def remember(batches):
+            for batch in batches:
+                copy_numbers.append(batch.column("copy"))
+                yield batch
+
+        previous = None  # a repeated (id, copy) has the same key, so it is the row after its twin
+        for batch in encode_batches(remember(batches), spec, shard_format.dtype):
+            copy = copy_numbers.pop(0)
+            keys = list(zip(batch.column("id").to_pylist(), copy.to_pylist(), strict=True))
+            repeats = [key == before for key, before in zip(keys, [previous, *keys[:-1]], strict=True)]
+            previous = keys[-1] if keys else previous
+            encoded.add(len(keys))
+            yield batch.append_column(COPY_FIELD, copy).append_column("repeat", pa.array(repeats, pa.bool_()))
+
+    schema = TOKENS_SCHEMA.append(COPY_FIELD).append(pa.field("repeat", pa.bool_()))
+    return ordered.mapInArrow(compute, from_arrow_schema(schema))
 
 
 # ---- 3. layout ----------------------------------------------------------------------------------------
@@ -239,7 +322,16 @@ def _entry_batch(entry: dict[str, Any]) -> pa.RecordBatch:
 # ---- the job ------------------------------------------------------------------------------------------
 
 
-def _fingerprint(settings: TokenizeSettings, spec: EncodingSpec) -> str:
+def _fingerprint(settings: TokenizeSettings, spec: EncodingSpec, table: UpsampleTable | None) -> str:
+    """Without --upsample-by the same parts as before it existed, so completed runs stay current."""
+    rehydration = {}
+    if table is not None:
+        clusters = output_datasets(settings.output)["clusters"]
+        rehydration["upsample"] = {
+            "by": settings.upsample_by,
+            "table": table.describe(),
+            "clusters": content_fingerprint(clusters, settings.s3),
+        }
     return fingerprint(
         input=content_fingerprint(settings.source, settings.s3),
         tokenizer=spec.rank_file_sha256,
@@ -248,26 +340,29 @@ def _fingerprint(settings: TokenizeSettings, spec: EncodingSpec) -> str:
         shard_tokens=settings.shard_tokens,
         val_tokens=settings.val_tokens,
         seed=settings.seed,
+        **rehydration,
     )
 
 
 def run_tokenize(spark: SparkSession, settings: TokenizeSettings) -> dict[str, Any]:
     """Shards and manifest under ROOT/tokens/<tokenizer>/; skipped when the manifest is current."""
     spec = check_tokenize(settings)
+    table = upsample_table(settings)
     directory = tokens_directory(settings, spec)
     completion = Completion(join(directory, "manifest.json"), settings.s3)
-    print_ = _fingerprint(settings, spec)
+    print_ = _fingerprint(settings, spec, table)
     if (manifest := completion.current(print_)) is not None:
         print(f"tokenize: {directory} is already complete for these inputs and settings; nothing to do")
         return manifest["counts"]
     with StageProgress(spark, "tokenize") as progress:
-        return tokenize(spark, settings, spec, directory, completion, print_, progress.documents)
+        return tokenize(spark, settings, spec, table, directory, completion, print_, progress.documents)
 
 
 def tokenize(
     spark: SparkSession,
     settings: TokenizeSettings,
     spec: EncodingSpec,
+    table: UpsampleTable | None,
     directory: str,
     completion: Completion,
     print_: str,
@@ -280,25 +375,39 @@ def tokenize(
     docs = read_dataset(spark, source, s3)
     if missing := {"id", "text"} - set(docs.columns):
         raise UserError(f"tokenize: {source} lacks the columns {sorted(missing)}")
+    if table is not None:
+        docs = with_cluster_sizes(spark, docs, settings)
 
     completion.begin()  # from here until the new manifest is written, the directory is not complete
     with timings.phase("encode_and_shuffle"):
         rows = docs.count()
         kept = docs.where(F.col("text").isNotNull() & (F.col("text") != ""))
-        ordered = encode(kept, spec, shard_format, settings.seed, encoded).localCheckpoint()
+        copies = document_copies(kept, table, settings.upsample_by)
+        ordered = encode(copies, spec, shard_format, settings.seed, encoded).localCheckpoint()
         totals = (
             ordered.groupBy(F.spark_partition_id().alias("part"))
             .agg(
                 F.sum("n").alias("tokens"),
                 F.count("*").alias("documents"),
+                F.count_if(F.col("copy") == 0).alias("originals"),
+                F.sum(F.when(F.col("copy") > 0, F.col("n")).otherwise(0)).alias("tokens_added"),
                 F.count_if("repeat").alias("repeats"),
             )
             .collect()
         )
         if repeats := sum(row["repeats"] for row in totals):
             raise UserError(f"tokenize: {source} has {repeats} rows whose id is not unique; ids must be")
-        ordered = ordered.drop("repeat")
-        documents = sum(row["documents"] for row in totals)
+        ordered = ordered.drop("copy", "repeat")
+        documents = sum(row["documents"] for row in totals)  # copies included: the stream's documents
+        originals = sum(row["originals"] for row in totals)
+        if table is not None:
+            size = F.col(settings.upsample_by)
+            rehydrated = {
+                "documents": originals,
+                "copies": documents,
+                "tokens_added": sum(int(row["tokens_added"]) for row in totals),
+                "unknown_cluster_size": kept.where(size.isNull() | (size < 1)).count(),
+            }
 
     with timings.phase("layout"):
         per_part = dict(sorted((row["part"], int(row["tokens"])) for row in totals))
@@ -339,7 +448,7 @@ def tokenize(
         "counts": {
             "documents_in": rows,
             "documents": documents,
-            "skipped": {"empty_text": rows - documents},
+            "skipped": {"empty_text": rows - originals},
             "tokens": total_tokens,
             "val_documents": val_documents,
             "val_tokens": layout.val_tokens,
@@ -357,6 +466,9 @@ def tokenize(
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if table is not None:
+        manifest["counts"]["upsample"] = rehydrated
+        manifest["settings"]["upsample"] = {"by": settings.upsample_by, "table": table.describe()}
     _remove_other_shards(
         directory, {entry[kind] for entry in entries for kind in ("bin", "idx", "parquet")}, s3
     )
@@ -399,6 +511,11 @@ def format_table(manifest: dict[str, Any], directory: str) -> str:
         ("training tokens", counts["train_tokens"]),
         ("training shards", len(manifest["shards"]) - 1),
     ]
+    if "upsample" in counts:
+        rows[2:2] = [
+            ("copies added (upsampling)", counts["upsample"]["copies"] - counts["upsample"]["documents"]),
+            ("tokens added (upsampling)", counts["upsample"]["tokens_added"]),
+        ]
     lines = [f"{label:<32}{value:>14,}" for label, value in rows]
     tokenizer = manifest["tokenizer"]["name"]
     lines.append(f"{'tokenizer':<32}{tokenizer:>14} ({manifest['dtype']}, EOT {manifest['eot_id']})")

@@ -46,7 +46,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import trafilatura
 from build_warc import build_warc
@@ -131,7 +130,7 @@ def progress(message: str) -> None:
 
 def environment() -> dict[str, Any]:
     """What was measured: package versions, the tokenmill commit and any uncommitted pipeline changes."""
-    packages = ["datatrove", "trafilatura", "spacy", "fasttext-predict", "warcio", "pyspark", "numpy"]
+    packages = ["datatrove", "trafilatura", "spacy", "fasttext-numpy2-wheel", "warcio", "pyspark", "numpy"]
     git = ["git", "-C", str(REPO_ROOT)]
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(
@@ -180,34 +179,20 @@ def ensure_warcs(src: Path, work: Path, pages: int | None) -> tuple[list[Path], 
 # datatrove, set up offline on tokenmill's language model
 
 
-class _ArrayScores:
-    """fasttext-predict returns probabilities as floats; datatrove calls `.item()` on each score."""
-
-    def __init__(self, model: Any):
-        self.model = model
-
-    def predict(self, text: str, k: int = 1) -> tuple[tuple[str, ...], np.ndarray]:
-        labels, probs = self.model.predict(text, k=k)
-        return labels, np.asarray(probs)
-
-
 class _BundledFT176(FT176LID):
     """datatrove's lid.176 wrapper, loading tokenmill's bundled lid.176.ftz instead of downloading."""
 
     @property
-    def model(self) -> _ArrayScores:
+    def model(self) -> Any:
         if self._model is None:
             import fasttext
 
-            self._model = _ArrayScores(fasttext.load_model(bundled_model_path()))
+            self._model = fasttext.load_model(bundled_model_path())
         return self._model
 
 
 def datatrove_language_filter() -> LanguageFilter:
-    """LanguageFilter with the fineweb preset's languages and threshold, on the bundled model. datatrove
-    checks for the fasttext-numpy2-wheel distribution; here the same `fasttext` module comes from
-    fasttext-predict."""
-    LanguageFilter._requires_dependencies = [("fasttext", "fasttext-predict"), "fasteners"]
+    """LanguageFilter with the fineweb preset's languages and threshold, on the bundled model."""
     language = load_recipe("fineweb").section("language")
     language_filter = LanguageFilter(
         languages=language["languages"], language_threshold=language["threshold"]

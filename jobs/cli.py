@@ -30,6 +30,7 @@ from tokenmill.jobs.stages import (
     sft,
     tokenize,
     train,
+    train_classifier,
     train_tokenizer,
 )
 from tokenmill.jobs.stages.settings import add_options, from_options
@@ -68,6 +69,13 @@ COMMANDS: dict[str, Command] = {
         (train_tokenizer.TrainTokenizerSettings,),
         train_tokenizer.run_train_tokenizer,
         train_tokenizer.check_train_tokenizer,
+    ),
+    "train-classifier": Command(
+        train_classifier,
+        (train_classifier.TrainClassifierSettings,),
+        train_classifier.run_train_classifier,
+        train_classifier.check_train_classifier,
+        spark=False,
     ),
     "tokenize": Command(
         tokenize, (tokenize.TokenizeSettings,), tokenize.run_tokenize, tokenize.check_tokenize

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from tokenmill.pipeline.ingest.filters.language import LanguageFilter, bundled_m
 from tokenmill.pipeline.recipe import load_recipe
 
 RECIPE = load_recipe("fineweb")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +71,37 @@ def test_the_bundled_model_is_the_real_lid176():
     )
     assert labels[0] == "__label__fr"
     assert abs(sum(probs) - 1.0) < 1e-3
+
+
+# Imports tokenmill from the code zip alone (setuptools' editable-install finder set aside), as a Spark
+# executor does with --py-files, and loads both packaged fastText models.
+_FROM_ZIP = """
+import sys
+sys.meta_path[:] = [finder for finder in sys.meta_path if "editable" not in repr(finder).lower()]
+sys.path.insert(0, sys.argv[1])
+from tokenmill.pipeline.ingest.filters.language import bundled_model_path, load_model
+from tokenmill.pipeline.quality.classifier import QualityClassifier
+assert ".zip" in sys.modules["tokenmill.pipeline"].__file__
+print(load_model(bundled_model_path()).predict("Ceci est une phrase en français.")[0][0])
+print(QualityClassifier.load("demo").label)
+"""
+
+
+def test_the_packaged_models_load_when_the_code_runs_from_a_zip(tmp_path):
+    """fastText opens only real files, and spark-submit --py-files ships the code as a zip."""
+    sys.path.insert(0, str(REPO / "infra"))
+    try:
+        import pack
+    finally:
+        sys.path.remove(str(REPO / "infra"))
+    code = pack.pack_code(tmp_path / "tokenmill-code.zip")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where the copies of the models go
+    finished = subprocess.run(
+        [sys.executable, "-c", _FROM_ZIP, str(code)], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["__label__fr", "__label__hq"]
+    assert [path.name for path in (tmp_path / "tokenmill-resources").rglob("*.ftz")] == ["lid.176.ftz"]
 
 
 def test_english_passes_and_other_languages_are_dropped():

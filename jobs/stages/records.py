@@ -25,7 +25,7 @@ PACKAGES = [
     "pyspark",
     "warcio",
     "trafilatura",
-    "fasttext-predict",
+    "fasttext-numpy2-wheel",
     "tiktoken",
     "pyarrow",
     "boto3",

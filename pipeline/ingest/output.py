@@ -1,4 +1,5 @@
-"""Writing one unit's documents as Parquet: FineWeb's columns first, then provenance, then signals.
+"""Writing one unit's documents as Parquet: FineWeb's columns first, then provenance, then signals, then
+the recipe's classifier scores.
 
 Rows stream into a local temporary file in row groups and are committed in one step at the end
 (a rename locally, a finished upload on S3), so a killed task never leaves a visible partial file.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +19,9 @@ import pyarrow.parquet as pq
 from tokenmill.pipeline.ingest.document import Document
 from tokenmill.pipeline.ingest.filters import signal_columns
 from tokenmill.pipeline.storage import S3Options, upload_file_atomic
+
+if TYPE_CHECKING:
+    from tokenmill.pipeline.ingest.scores import DocumentScores
 
 FINEWEB_COLUMNS = [
     ("text", pa.string()),
@@ -36,10 +42,11 @@ PROVENANCE_COLUMNS = [
 DROP_COLUMNS = [("drop_stage", pa.string()), ("drop_reason", pa.string())]
 
 
-def document_schema(with_drop_reason: bool = False) -> pa.Schema:
+def document_schema(with_drop_reason: bool = False, score_columns: Sequence[str] = ()) -> pa.Schema:
     signals = [(name, pa.float64()) for name in signal_columns()]
+    scores = [(name, pa.float64()) for name in score_columns]
     extra = DROP_COLUMNS if with_drop_reason else []
-    return pa.schema(FINEWEB_COLUMNS + PROVENANCE_COLUMNS + signals + extra)
+    return pa.schema(FINEWEB_COLUMNS + PROVENANCE_COLUMNS + signals + scores + extra)
 
 
 def _row(doc: Document, drop: tuple[str, str] | None) -> dict[str, object]:
@@ -64,11 +71,20 @@ def _row(doc: Document, drop: tuple[str, str] | None) -> dict[str, object]:
 
 
 class DocumentWriter:
-    """Buffers rows, writes row groups to a local temp file, commits to `uri` on `commit()`."""
+    """Buffers rows, writes row groups to a local temp file, commits to `uri` on `commit()`. With
+    `scores`, the kept documents of each row group are scored in one batch; dropped ones stay null."""
 
-    def __init__(self, uri: str, s3: S3Options, with_drop_reason: bool = False, row_group_size: int = 2000):
+    def __init__(
+        self,
+        uri: str,
+        s3: S3Options,
+        with_drop_reason: bool = False,
+        scores: DocumentScores | None = None,
+        row_group_size: int = 2000,
+    ):
         self.uri, self.s3 = uri, s3
-        self.schema = document_schema(with_drop_reason)
+        self.scores = scores
+        self.schema = document_schema(with_drop_reason, scores.columns if scores is not None else ())
         self.row_group_size = row_group_size
         self.rows: list[dict[str, object]] = []
         self.count = 0
@@ -84,6 +100,8 @@ class DocumentWriter:
 
     def _flush(self) -> None:
         if self.rows:
+            if self.scores is not None:
+                self.scores.add_to([row for row in self.rows if "drop_stage" not in row])
             self._writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
             self.rows = []
 

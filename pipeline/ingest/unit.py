@@ -1,8 +1,9 @@
 """One unit of work (one WARC/WET file) through the FineWeb stages, with every record accounted for.
 
 records -> type check -> URL filter -> charset decoding -> extraction -> language -> Gopher repetition
--> Gopher quality -> C4 -> FineWeb quality -> kept.  Each record ends as kept, dropped with
-"stage:reason", or an error; `UnitStats.balanced` holds for every unit.
+-> Gopher quality -> C4 -> FineWeb quality -> kept (and scored by the recipe's classifiers, if any).
+Each record ends as kept, dropped with "stage:reason", or an error; `UnitStats.balanced` holds for
+every unit.
 
 Commit protocol per unit (`tokenmill.pipeline.completion`): the unit's marker is removed, documents (and
 removed documents) Parquet committed atomically, then the stats record, then the marker last with the
@@ -27,6 +28,7 @@ from tokenmill.pipeline.ingest.filters import Filter, build_text_filters
 from tokenmill.pipeline.ingest.filters.language import LanguageFilter
 from tokenmill.pipeline.ingest.filters.url import URLFilter
 from tokenmill.pipeline.ingest.output import DocumentWriter
+from tokenmill.pipeline.ingest.scores import DocumentScores
 from tokenmill.pipeline.ingest.sources import unit_name
 from tokenmill.pipeline.ingest.stats import UnitStats
 from tokenmill.pipeline.ingest.warc import RawRecord, RecordError, iter_records
@@ -64,6 +66,7 @@ class DocumentPipeline:
         self.extractor = Extractor(ExtractSettings.from_section(recipe.section("extract")))
         self.text_filters: list[Filter] = build_text_filters(recipe, all_signals=all_signals)
         self.language_filter = next((f for f in self.text_filters if isinstance(f, LanguageFilter)), None)
+        self.scores = DocumentScores(recipe.classifiers) if recipe.classifiers else None
 
     def _payload_type(self, record: RawRecord) -> str:
         declared = record.payload_type or record.http_content_type or ""
@@ -223,8 +226,12 @@ def process_unit(uri: str, job: IngestJob, version: str | None = None) -> UnitSt
     file_path = object_path(uri)  # what documents record: no userinfo, no presigned query
     started = time.perf_counter()
     pipeline = _pipeline_for(job.recipe, job.keep_removed)
-    kept = DocumentWriter(paths["documents"], job.s3)
-    removed = DocumentWriter(paths["removed"], job.s3, with_drop_reason=True) if job.keep_removed else None
+    kept = DocumentWriter(paths["documents"], job.s3, scores=pipeline.scores)
+    removed = (
+        DocumentWriter(paths["removed"], job.s3, with_drop_reason=True, scores=pipeline.scores)
+        if job.keep_removed
+        else None
+    )
     try:
         with open_input(uri, job.s3) as raw:
             stream = _CountingReader(raw)

@@ -27,6 +27,7 @@ from tokenmill.jobs.stages import (
     run,
     sample,
     scrub,
+    select,
     sft,
     tokenize,
     train,
@@ -63,6 +64,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "ingest": Command(ingest, (ingest.IngestSettings,), ingest.run_ingest, ingest.check_ingest),
     "dedup": Command(dedup, (dedup.DedupSettings,), dedup.run_dedup, dedup.check_dedup),
+    "select": Command(select, (select.SelectSettings,), select.run_select, select.check_select),
     "scrub": Command(scrub, (scrub.ScrubSettings,), scrub.run_scrub, scrub.check_scrub),
     "train-tokenizer": Command(
         train_tokenizer,

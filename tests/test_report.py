@@ -564,3 +564,58 @@ def test_chromium_paints_pretraining_and_fine_tuning_side_by_side(chromium, tmp_
     assert fine_tuning["x"] + fine_tuning["width"] <= 1280
     png = chromium.screenshot(width=1280)
     assert all(count >= 40 for count in data_pixels(chromium, png, boxes, [KEPT, REMOVED]))
+
+
+def _select_stats() -> dict[str, Any]:
+    """stats/select.json as `tokenmill select --keep-top 0.1 --buckets 2` writes it, for 1,000 documents
+    of which 100 kept, 880 below the threshold and 20 without a score."""
+    from tokenmill.pipeline.select import histogram_edges, selection_stats
+
+    kept, removed = [0] * 50, [0] * 50
+    kept[45:50] = [20] * 5
+    removed[0:44] = [20] * 44
+    return selection_stats(
+        by="score_demo",
+        keep_top=0.1,
+        min_score=None,
+        threshold=0.9,
+        docs_in=1_000,
+        kept=100,
+        removed={"no_score": 20, "below_threshold": 880},
+        ties={"documents": 3, "kept": 1},
+        buckets=2,
+        bucket_edges=[0.95],
+        bucket_sizes=[50, 50],
+        histogram={"edges": histogram_edges(0.0, 1.0), "kept": kept, "removed": removed},
+    )
+
+
+def test_selection_histogram_shows_the_threshold_kept_and_removed(tmp_path):
+    assert 'id="select"' not in render(str(tmp_path), S3)  # no select stage, no section
+    (tmp_path / "stats").mkdir()
+    (tmp_path / "stats" / "select.json").write_text(json.dumps(_select_stats()))
+    selection = _section(render(str(tmp_path), S3), "select")
+    assert _histogram_sums(selection) == Counter({"kept": 100, "removed": 880})
+    assert 'aria-label="histogram of score_demo"' in selection
+    lines = re.findall(r"<line [^>]*><title>([^<]+)</title></line>", selection)
+    assert lines == ["threshold (--keep-top 0.1) = 0.9"]
+    rows = dict(re.findall(r"<tr><td>([^<]*)</td><td[^>]*>([^<]*)</td>", selection))
+    assert rows["kept"] == "100" and rows["removed: no_score"] == "20" and rows["achieved fraction of scored"]
+    buckets = re.findall(
+        r'<tr><td class="num">(\d)</td><td class="num">([\d,]+)</td><td[^>]*>([^<]*)</td></tr>', selection
+    )
+    assert buckets == [("0", "50", "0.95"), ("1", "50", "–")]
+    assert "20 documents without a score not drawn" in selection
+
+
+def test_funnel_has_a_select_step_between_dedup_and_tokenize():
+    ingest = {"records": 1_200, "dropped": {"c4:too_few_sentences": 100}, "errors": {}}
+    dedup = {"docs_in": 1_100, "exact_duplicates": 100, "fuzzy_duplicates": 0}
+    dedup |= {"url_duplicates": 0, "prior_duplicates": 0}
+    tokens = {"counts": {"documents_in": 100, "skipped": {"empty_text": 0}}}
+    steps = funnel(ingest, dedup, tokens, _select_stats())
+    assert [(s.stage, s.records_in, s.records_out) for s in steps][-2:] == [
+        ("select", 1_000, 100),
+        ("tokenize", 100, 100),
+    ]
+    assert steps[-2].reasons == {"no_score": 20, "below_threshold": 880}

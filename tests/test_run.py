@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import WARC_DIR
 from tokenmill.jobs import cli
+from tokenmill.jobs.stages import run
 
 OLDER, NEWER = "CC-MAIN-2024-10", "CC-MAIN-2024-18"
 # The crawls' WARCs: the newer crawl sees the older one's pages again, plus new ones.
@@ -106,3 +107,54 @@ def test_run_needs_inputs_or_a_crawl(tmp_path, capsys):
     index = str(_index(tmp_path / "i.json"))
     assert cli.main(["run", "--crawl", "CC-MAIN-1999-01", "-o", str(tmp_path), "--index", index]) == 2
     assert "no crawl" in capsys.readouterr().err
+
+
+def test_run_takes_the_select_options_and_tokenizes_the_selection():
+    argv = ["run", str(WARC_DIR / "dolma-sample-0000.warc.gz"), "-o", "root", "--by", "score_demo"]
+    namespace = cli.parser().parse_args([*argv, "--keep-top", "0.1", "--buckets", "4"])
+    settings = run.pipeline_settings(namespace)
+    select = settings.select
+    assert (select.by, select.keep_top, select.min_score, select.buckets) == ("score_demo", 0.1, None, 4)
+    assert select.output == "root" and select.source == "root/final"
+    assert settings.tokenize.source == "root/selected"
+    namespace = cli.parser().parse_args([*argv, "--min-score", "0.7"])
+    assert run.pipeline_settings(namespace).select.min_score == 0.7
+    without = run.pipeline_settings(cli.parser().parse_args(argv[:4]))
+    assert without.select is None and without.tokenize.source == "root/final"
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--keep-top", "0.1"], "--keep-top select documents by a score; give --by score_<name> too"),
+        (["--by", "score_demo"], "exactly one of --keep-top FRACTION and --min-score X"),
+        (["--by", "score_demo", "--keep-top", "2"], "--keep-top 2.0"),
+        (
+            ["--by", "score_demo", "--keep-top", "0.1"],
+            "--by score_demo: the recipe fineweb has no [[classifiers]]",
+        ),
+    ],
+)
+def test_run_refuses_a_selection_it_cannot_make(options, expected, tmp_path, capsys):
+    warc = str(WARC_DIR / "dolma-sample-0000.warc.gz")
+    assert cli.main(["run", warc, "-o", str(tmp_path), *options]) == cli.EXIT_USER_ERROR
+    assert expected in capsys.readouterr().err
+
+
+def test_run_scores_selects_the_top_tenth_and_tokenizes_only_it(spark, tmp_path):
+    """The issue's end to end: a recipe naming the demo classifier, then --by score_demo --keep-top 0.1."""
+    recipe = tmp_path / "scored.toml"
+    recipe.write_text('extends = "fineweb"\n\n[[classifiers]]\nname = "demo"\nmodel = "demo"\n')
+    warcs = [str(WARC_DIR / name) for name in ("dolma-sample-0000.warc.gz", "dolma-sample-0001.warc.gz")]
+    root = tmp_path / "root"
+    command = ["run", *warcs, "-o", str(root), "--recipe", str(recipe), "--by", "score_demo"]
+    assert cli.main([*command, "--keep-top", "0.1", "--master", "local[2]", "--no-report"]) == 0
+    final = pq.read_table(root / "final", columns=["id", "score_demo"]).to_pylist()
+    ranked = sorted(final, key=lambda row: (-row["score_demo"], row["id"]))
+    expected = {row["id"] for row in ranked[: round(0.1 * len(final))]}
+    selected = pq.read_table(root / "selected", columns=["id"]).column("id").to_pylist()
+    assert set(selected) == expected and len(final) >= 20
+    stats = json.loads((root / "stats" / "select.json").read_text())
+    assert (stats["docs_in"], stats["kept"]) == (len(final), len(expected))
+    manifest = json.loads((root / "tokens" / "gpt2" / "manifest.json").read_text())
+    assert sum(shard["documents"] for shard in manifest["shards"]) == len(expected)

@@ -1,15 +1,18 @@
-"""Run: the whole pipeline, ingest -> dedup -> tokenize -> report, in one Spark session, each stage
-resumable.
+"""Run: the whole pipeline, ingest -> dedup [-> select] -> tokenize -> report, in one Spark session,
+each stage resumable.
 
-    tokenmill run INPUT... -o ROOT [every option of ingest, dedup and tokenize] [--no-report]
+    tokenmill run INPUT... -o ROOT [every option of ingest, dedup, select and tokenize] [--no-report]
     tokenmill run --crawl latest|CC-MAIN-YYYY-WW -o ROOT [--index FILE|URL] [--cc-base URL]
+    tokenmill run INPUT... -o ROOT --by score_<name> (--keep-top FRACTION | --min-score X) [--buckets N]
     spark-submit jobs/run.py ... (the same, on a cluster)
 
 The stage functions are called directly with settings built from one parser that holds every stage's
-options, so `run` accepts all of them. Each stage runs only what is not complete: ingest skips units
-whose marker is current, dedup and tokenize skip when their marker's fingerprint matches the content of
-their input and their settings. A rerun after a crash therefore resumes where the run stopped, a rerun
-of a finished run does nothing, and a change upstream reruns everything below it.
+options, so `run` accepts all of them. With --by, select runs after dedup and tokenize reads
+ROOT/selected instead of ROOT/final; without it there is no select stage. Each stage runs only what is
+not complete: ingest skips units whose marker is current, dedup, select and tokenize skip when their
+marker's fingerprint matches the content of their input and their settings. A rerun after a crash
+therefore resumes where the run stopped, a rerun of a finished run does nothing, and a change upstream
+reruns everything below it.
 
 With --crawl, the crawl is looked up in Common Crawl's collinfo.json (--index), its warc.paths.gz
 manifest is read against --cc-base, and the crawl gets its own run root, ROOT/crawls/<crawl id>.
@@ -28,8 +31,9 @@ from pyspark.sql import SparkSession
 
 from tokenmill.jobs.stages.dedup import DedupSettings, check_dedup, run_dedup
 from tokenmill.jobs.stages.ingest import IngestSettings, check_ingest, run_ingest
+from tokenmill.jobs.stages.select import SelectSettings, check_select_output, run_select, selected_dataset
 from tokenmill.jobs.stages.settings import SparkSettings, from_options, option
-from tokenmill.jobs.stages.tokenize import TokenizeSettings, load_tokenizer, run_tokenize
+from tokenmill.jobs.stages.tokenize import TokenizeSettings, load_tokenizer, run_tokenize, upsample_table
 from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.ingest.crawls import (
     DEFAULT_INDEX,
@@ -42,7 +46,7 @@ from tokenmill.pipeline.ingest.crawls import (
 from tokenmill.pipeline.report import write_report
 from tokenmill.pipeline.storage import S3Options, join
 
-SUMMARY = "the whole pipeline: ingest -> dedup -> tokenize -> report, each stage resumable"
+SUMMARY = "the whole pipeline: ingest -> dedup [-> select] -> tokenize -> report, each stage resumable"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +64,8 @@ class RunSettings(SparkSettings):
 
 
 # Every option of these, each name once (run's own first); `input` is chained, not an option of run.
-OPTION_SOURCES = (RunSettings, IngestSettings, DedupSettings, TokenizeSettings)
+OPTION_SOURCES = (RunSettings, IngestSettings, DedupSettings, SelectSettings, TokenizeSettings)
+SELECT_RULE = ("keep_top", "min_score", "buckets")  # options that mean nothing without --by
 CHAINED = frozenset({"input"})
 
 
@@ -71,6 +76,7 @@ class PipelineSettings:
     run: RunSettings
     ingest: IngestSettings
     dedup: DedupSettings
+    select: SelectSettings | None  # None: no --by, tokenize reads ROOT/final
     tokenize: TokenizeSettings
     crawl_processed: bool = False  # --crawl of a crawl whose token set is complete: nothing to do
 
@@ -108,23 +114,49 @@ def pipeline_settings(namespace: argparse.Namespace) -> PipelineSettings:
         dump = dump or crawl.id
     elif not inputs:
         raise UserError("run: give INPUT files (WARCs, directories, manifests) or --crawl")
+    select = None
+    if namespace.by is not None:
+        select = from_options(SelectSettings, namespace, output=root, input=None)
+    elif given := [name for name in SELECT_RULE if getattr(namespace, name) is not None]:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise UserError(f"run: {flags} select documents by a score; give --by score_<name> too")
     return PipelineSettings(
         run=run,
         ingest=from_options(IngestSettings, namespace, inputs=inputs, output=root, dump=dump),
         dedup=from_options(DedupSettings, namespace, output=root, input=None, against=against),
-        tokenize=from_options(TokenizeSettings, namespace, output=root, input=None),
+        select=select,
+        tokenize=from_options(
+            TokenizeSettings, namespace, output=root, input=selected_dataset(root) if select else None
+        ),
         crawl_processed=crawl_processed,
     )
+
+
+def _check_recipe_scores(ingest: IngestSettings, by: str) -> None:
+    """--by names a score that ingest will add: a [[classifiers]] entry of the recipe, so a misspelt
+    name stops the run now, not after hours of ingest and dedup."""
+    recipe = ingest.load_recipe()
+    columns = [classifier.column for classifier in recipe.classifiers]
+    if by not in columns:
+        adds = f"adds only {', '.join(columns)}" if columns else "has no [[classifiers]]"
+        raise UserError(
+            f"run: --by {by}: the recipe {recipe.name} {adds}; name the classifier in the recipe "
+            "(--recipe FILE with a [[classifiers]] entry)"
+        )
 
 
 def check_run(settings: PipelineSettings) -> None:
     check_ingest(settings.ingest)
     check_dedup(settings.dedup)
+    if settings.select is not None:  # its input, ROOT/final, comes later, from dedup
+        check_select_output(settings.select)
+        _check_recipe_scores(settings.ingest, settings.select.by)
     load_tokenizer(settings.tokenize)
+    upsample_table(settings.tokenize)  # a bad --upsample-table shows before ingest, not after dedup
 
 
 def run_run(spark: SparkSession, settings: PipelineSettings) -> dict[str, Any]:
-    """ingest -> dedup -> tokenize -> report; a crawl already processed is left as it is."""
+    """ingest -> dedup [-> select] -> tokenize -> report; a crawl already processed is left as it is."""
     started = time.perf_counter()
     root = settings.ingest.output
     s3 = settings.ingest.s3
@@ -135,11 +167,17 @@ def run_run(spark: SparkSession, settings: PipelineSettings) -> dict[str, Any]:
     ingest = run_ingest(spark, settings.ingest)
     print("run: tokenmill dedup ...", flush=True)
     dedup = run_dedup(spark, settings.dedup)
+    stages = {"root": root, "ingest": ingest, "dedup": dedup}
     if not dedup["balanced"]:
-        return {"root": root, "ingest": ingest, "dedup": dedup}
+        return stages
+    if settings.select is not None:
+        print("run: tokenmill select ...", flush=True)
+        stages["select"] = run_select(spark, settings.select)
+        if not stages["select"]["balanced"]:
+            return stages
     print("run: tokenmill tokenize ...", flush=True)
-    tokens = run_tokenize(spark, settings.tokenize)
+    stages["tokenize"] = run_tokenize(spark, settings.tokenize)
     if not settings.run.no_report:
         print(f"run: report {write_report(root, s3)}")
     print(f"run: complete in {time.perf_counter() - started:,.1f} s -> {root}")
-    return {"root": root, "ingest": ingest, "dedup": dedup, "tokenize": tokens}
+    return stages

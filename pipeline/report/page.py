@@ -24,6 +24,8 @@ from tokenmill.pipeline.report.read import (
     funnel,
     histogram_columns,
     read_run,
+    selection_histogram,
+    selection_lines,
 )
 from tokenmill.pipeline.report.svg import (
     KEPT,
@@ -38,6 +40,7 @@ from tokenmill.pipeline.report.svg import (
     legend_chart,
     line_chart,
 )
+from tokenmill.pipeline.select import describe_rule
 from tokenmill.pipeline.storage import S3Options, join, write_atomic
 
 REPORT_NAME = "report.html"
@@ -179,6 +182,52 @@ def _dedup_section(dedup: dict[str, Any]) -> list[str]:
     return [_figure("Clusters by size (documents per cluster)", chart), table]
 
 
+def _select_section(select: dict[str, Any]) -> list[str]:
+    """The --by score's histogram, kept vs removed, the threshold dashed; the rule's figures; buckets."""
+    parts = []
+    histogram = selection_histogram(select)
+    lines = selection_lines(select)
+    if histogram is None:
+        parts.append(_absent(select["by"], "no document had a score"))
+    else:
+        legend = legend_chart([("kept", KEPT), ("removed", REMOVED), ("threshold", THRESHOLD)])
+        caption = "; ".join(f"{name} = {value:g}" for name, value in lines) or "nothing kept"
+        unscored = select["removed"].get("no_score", 0)
+        caption += f" ({unscored:,} documents without a score not drawn)" if unscored else ""
+        parts += [legend, _figure(f"{select['by']} — {caption}", histogram_chart(histogram, lines, 900))]
+    rows = [
+        ("rule", describe_rule(select)),
+        ("threshold", "–" if select["threshold"] is None else select["threshold"]),
+        ("requested fraction", "–" if select["requested_fraction"] is None else select["requested_fraction"]),
+        (
+            "achieved fraction of scored",
+            "–" if select["achieved_fraction"] is None else select["achieved_fraction"],
+        ),
+        ("quantile error (documents)", select["quantile_error_documents"]),
+        ("documents in", select["docs_in"]),
+        ("kept", select["kept"]),
+        *((f"removed: {reason}", count) for reason, count in select["removed"].items()),
+        (
+            "at the threshold's score: documents, kept",
+            f"{select['threshold_ties']['documents']:,}, "
+            f"{select['threshold_ties']['kept']:,} (ties: smaller id first)",
+        ),
+    ]
+    parts.append(_table(["", "value"], rows))
+    if select["buckets"]:
+        edges = select["bucket_edges"]
+        parts.append(
+            _table(
+                ["quality_bucket", "documents", "highest score"],
+                (
+                    [bucket, size, "–" if bucket == len(edges) or edges[bucket] is None else edges[bucket]]
+                    for bucket, size in enumerate(select["bucket_sizes"])
+                ),
+            )
+        )
+    return parts
+
+
 def _tokens_section(name: str, manifest: dict[str, Any]) -> list[str]:
     shards = manifest["shards"]
     columns = [(shard["bin"], shard["tokens"], VAL if shard["split"] == "val" else TRAIN) for shard in shards]
@@ -260,7 +309,7 @@ def _iter_sections(run: Run) -> Iterator[str]:
             "Record funnel", "funnel", [_absent("stats/ingest.json", "run tokenmill ingest -o ROOT")]
         )
     else:
-        steps = funnel(run.ingest, run.dedup, first_manifest)
+        steps = funnel(run.ingest, run.dedup, first_manifest, run.select)
         yield _section("Record funnel", "funnel", _funnel_section(steps))
     corpus = run.corpus
     if corpus.documents or corpus.removed:
@@ -278,6 +327,8 @@ def _iter_sections(run: Run) -> Iterator[str]:
         else [_absent("stats/dedup.json", "run tokenmill dedup -o ROOT")]
     )
     yield _section("Deduplication", "dedup", dedup_parts)
+    if run.select:  # a stage of its own only with --by: no section, no absence, without it
+        yield _section(f"Selection by {run.select['by']}", "select", _select_section(run.select))
     tokens_parts = [part for name, m in sorted(run.manifests.items()) for part in _tokens_section(name, m)]
     yield _section(
         "Tokens", "tokens", tokens_parts or [_absent("tokens/*/manifest.json", "run tokenmill tokenize")]

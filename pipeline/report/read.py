@@ -1,5 +1,6 @@
 """Reading ROOT for the report: stats JSON, run records, token manifests, trainer metrics (pretraining
-and fine-tuning) and the signal columns of the Parquet documents, into plain data.
+and fine-tuning), the signal columns of the Parquet documents and select's score histogram, into plain
+data.
 
 Parquet is read column by column and one file at a time, never the text, so a whole crawl's report
 stays small.
@@ -20,6 +21,7 @@ import pyarrow as pa
 from tokenmill.pipeline.ingest.filters import DROP_STAGES, LANGUAGE_PRECHECK, recipe_limits, signal_columns
 from tokenmill.pipeline.ingest.filters.gopher_quality import GopherQualityFilter
 from tokenmill.pipeline.recipe import latest_ingest_recipe, load_recipe
+from tokenmill.pipeline.select import describe_rule
 from tokenmill.pipeline.storage import S3Options, exists, join, list_files, read_bytes
 from tokenmill.pipeline.storage.parquet import committed_files, read_table
 
@@ -198,10 +200,13 @@ def _funnel_stage(stage: str, reason: str) -> str:
 
 
 def funnel(
-    ingest: dict[str, Any], dedup: dict[str, Any] | None, tokens: dict[str, Any] | None
+    ingest: dict[str, Any],
+    dedup: dict[str, Any] | None,
+    tokens: dict[str, Any] | None,
+    select: dict[str, Any] | None = None,
 ) -> list[FunnelStep]:
-    """Records in, then each stage's drops (errors counted where they happened), then dedup and tokenize.
-    Ingest stages come in the order a record meets them; unknown ones go last."""
+    """Records in, then each stage's drops (errors counted where they happened), then dedup, select
+    and tokenize. Ingest stages come in the order a record meets them; unknown ones go last."""
     by_stage: dict[str, dict[str, int]] = {}
     for label, counts in (("", ingest["dropped"]), ("error: ", ingest.get("errors", {}))):
         for key, count in counts.items():
@@ -219,11 +224,38 @@ def funnel(
         steps.append(
             FunnelStep("dedup", dedup["docs_in"], {kind: dedup[kind] for kind in kinds if dedup[kind]})
         )
+    if select is not None:
+        removed = {reason: count for reason, count in select["removed"].items() if count}
+        steps.append(FunnelStep("select", select["docs_in"], removed))
     if tokens is not None:
         counts = tokens["counts"]
         skipped = {reason: count for reason, count in counts["skipped"].items() if count}
         steps.append(FunnelStep("tokenize", counts["documents_in"], skipped))
     return steps
+
+
+# ---------------------------------------------------------------- selection
+
+
+def selection_histogram(select: dict[str, Any]) -> Histogram | None:
+    """stats/select.json's histogram of the --by score, kept vs removed; None when nothing had a score."""
+    drawn = select["histogram"]
+    if not drawn["edges"]:
+        return None
+    return Histogram(
+        select["by"],
+        np.array(drawn["edges"], dtype=float),
+        False,
+        np.array(drawn["kept"], dtype=np.int64),
+        np.array(drawn["removed"], dtype=np.int64),
+    )
+
+
+def selection_lines(select: dict[str, Any]) -> list[tuple[str, float]]:
+    """The threshold select applied, named by its rule, as the report's dashed line."""
+    if select["threshold"] is None:
+        return []
+    return [(f"threshold ({describe_rule(select)})", float(select["threshold"]))]
 
 
 # ---------------------------------------------------------------- the whole run
@@ -249,6 +281,7 @@ class Run:
     root: str
     ingest: dict[str, Any] | None  # stats/ingest.json
     dedup: dict[str, Any] | None  # stats/dedup.json
+    select: dict[str, Any] | None  # stats/select.json
     manifests: dict[str, dict[str, Any]]  # tokenizer name -> tokens/<name>/manifest.json
     recipe: dict[str, Any]  # the newest ingest run's recipe, else the fineweb preset
     lines: Lines  # the recipe's thresholds by signal column
@@ -278,6 +311,7 @@ def read_run(root: str, s3: S3Options) -> Run:
         root=root,
         ingest=_read_json(join(root, "stats", "ingest.json"), s3),
         dedup=_read_json(join(root, "stats", "dedup.json"), s3),
+        select=_read_json(join(root, "stats", "select.json"), s3),
         manifests=manifests,
         recipe=recipe,
         lines=lines,

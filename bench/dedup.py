@@ -1,7 +1,7 @@
 """Benchmark: tokenmill's MinHash dedup against datasketch and datatrove, in one run.
 
     python bench/dedup.py [all|signatures|quality|scale] [--src DIR] [--work DIR] [--docs N]
-                          [--preset NAME] [--spark] [--min-jaccards J,J...] [--sizes N,N...] [--table]
+                          [--preset NAME] [--min-jaccards J,J...] [--sizes N,N...] [--table]
 
 Corpus: real documents of at least 50 words, built once into WORK/corpus.jsonl.gz:
 - extracted: every HTML page under SRC/extraction (trafilatura's eval set and mozilla/readability's test
@@ -18,20 +18,23 @@ Corpus: real documents of at least 50 words, built once into WORK/corpus.jsonl.g
    0.10.1's `MinhashDedupSignature` (its FineWeb defaults: spaCy words of `simplify_text`, xxhash64
    5-grams, 14 x 8) through its own `get_shingles` and `get_signature`. Target: >= 5x datatrove.
 2. quality: each document (>= 100 words) gets an edited copy (words replaced, inserted and deleted)
-   whose exact Jaccard similarity to it is drawn uniformly from 0.3..1.0; then band keys, grouping
-   by key and union-find, all in this process. Truth is exact: every pair of the corpus at Jaccard
-   >= 0.5 (planted or naturally similar) from an inverted index of shingles. Reported: recall over
-   pairs >= 0.8 and precision of merged pairs (every pair inside one component; correct when its
-   Jaccard is >= 0.5). Targets at the fineweb preset: recall >= 0.95, precision >= 0.99.
-   With --spark, the same corpus also goes through `tokenmill dedup --master local[2]` once per
-   --min-jaccard (default 0, 0.5, 0.6, 0.7), scored the same way from ROOT/dedup/clusters.
+   whose exact Jaccard similarity to it is drawn uniformly from 0.3..1.0. Truth is exact: every pair
+   of the corpus at Jaccard >= 0.5 (planted or naturally similar) from an inverted index of shingles.
+   Reported: recall over pairs >= 0.8 and precision of merged pairs (every pair inside one component;
+   correct when its Jaccard is >= 0.5). Targets at the fineweb preset, for the job's default: recall
+   >= 0.95, precision >= 0.99. Scored the same way, in the same run:
+   - the anchor: FineWeb's plain banding in this process (band keys, grouping by key, union-find);
+   - `tokenmill dedup --master local[2]` with its default --min-jaccard (candidates merged only at an
+     estimated Jaccard >= 0.6), and once per --min-jaccards (default 0: plain banding, which must give
+     the anchor's clusters), from ROOT/dedup/clusters.
 3. scale: per size (100k, 300k, 1M), a generated corpus in WORK/scale-N/corpus (16 Parquet files of
    id, text, url; sentences of the real corpus shuffled into documents of 200..600 words, 10% planted
    near-duplicates, 3% exact copies, fixed seed, cached) through `tokenmill dedup --master local[2]`
-   (fineweb preset) as a subprocess: wall time, peak RSS of its process tree (JVM, Python workers and
-   driver, sampled from /proc every 0.5 s), the job's seconds per stage, recall of the planted copies
-   from ROOT/dedup/clusters, and the growth exponent between sizes. Targets: 1M documents in < 15 min
-   on 2 cores, peak < 8 GiB, growth no faster than n log n (an exponent <= ~1.1 at these sizes).
+   (fineweb preset, default --min-jaccard) as a subprocess: wall time, peak RSS of its process tree
+   (JVM, Python workers and driver, sampled from /proc every 0.5 s), the job's seconds per stage, recall
+   of the planted copies from ROOT/dedup/clusters, and the growth exponent between sizes. Targets: 1M
+   documents in < 15 min on 2 cores, peak < 8 GiB, growth no faster than n log n (an exponent <= ~1.1
+   at these sizes).
 
 Results: tables on stdout, merged into WORK/dedup_results.json (other keys and sizes are kept).
 """
@@ -71,10 +74,6 @@ MIN_WORDS = 50
 BATCH = 1024
 SPEEDUP_TARGET = 5.0
 RECALL_TARGET, PRECISION_TARGET = 0.95, 0.99
-# The signature check the quality part also measures: keep a candidate edge only if the signatures agree
-# on this fraction of hashes. Halfway between 0.5 (a correct merge) and 0.8 (a pair that must merge):
-# about 4 standard errors of a 112-hash estimate from 0.8, 3 from a colliding pair at 0.45.
-VERIFY_AT = 0.65
 _STARTED = time.perf_counter()
 
 
@@ -392,8 +391,9 @@ def merge_rates(
     return rows
 
 
-def quality(docs: list[Doc], preset: str, spark_min_jaccards: Sequence[float], work: Path) -> dict[str, Any]:
-    """In process (and, given --min-jaccard settings, through the Spark job): see the module docstring."""
+def quality(docs: list[Doc], preset: str, min_jaccards: Sequence[float], work: Path) -> dict[str, Any]:
+    """The anchor in this process, then the Spark job with its default and each of `min_jaccards`: see
+    the module docstring."""
     config = PRESETS[preset]
     hasher = MinHasher(config)
     rng = random.Random(2024)
@@ -405,20 +405,12 @@ def quality(docs: list[Doc], preset: str, spark_min_jaccards: Sequence[float], w
         copy, _ = edited_copy(base, rng.uniform(0.3, 1.0), hasher, vocabulary, rng)
         planted.append((index, len(texts)))
         texts.append(copy)
-    progress(f"signatures, band keys and union-find over {len(texts):,} documents ({preset})")
-    signatures = hasher.signatures(texts)
-    edges = band_edges(hasher.band_keys(signatures))
-    estimates = np.mean(signatures[edges[:, 0]] == signatures[edges[:, 1]], axis=1)
+    progress(f"anchor: signatures, band keys and union-find over {len(texts):,} documents ({preset})")
+    lsh = components(band_edges(hasher.band_keys(hasher.signatures(texts))), len(texts))
     progress("exact similarities: all pairs >= 0.5 and every merged pair")
     shingle_sets = [hasher.shingles(text) for text in texts]
     truth = similar_pairs(shingle_sets, 0.5)
-    lsh = components(edges, len(texts))
-    variants = {
-        "LSH + union-find (as FineWeb)": evaluate(lsh, truth, shingle_sets),
-        f"+ signature check (estimate >= {VERIFY_AT})": evaluate(
-            components(edges[estimates >= VERIFY_AT], len(texts)), truth, shingle_sets
-        ),
-    }
+    anchor = evaluate(lsh, truth, shingle_sets)
     bins = merge_rates(lsh, truth, config)
     natural = len(truth) - sum(pair in truth for pair in planted)
     print(
@@ -426,22 +418,13 @@ def quality(docs: list[Doc], preset: str, spark_min_jaccards: Sequence[float], w
         f"({config.bands} x {config.rows}, threshold {config.threshold:.2f})"
     )
     print(f"pairs with Jaccard >= 0.5: {len(truth):,} ({natural:,} between real documents, not planted)")
+    print(f"anchor's merge rate by Jaccard against the S-curve of {config.bands} x {config.rows} bands:")
     print(f"{'Jaccard':<10}{'pairs':>7}{'merged':>8}{'rate':>8}{'S-curve':>9}")
     for row in bins:
         rate = row["merged"] / row["pairs"] if row["pairs"] else 0.0
         print(f"{row['jaccard']:<10}{row['pairs']:>7}{row['merged']:>8}{rate:>8.3f}{row['s_curve']:>9.3f}")
-    targets = f"recall (pairs >= 0.8) >= {RECALL_TARGET}, precision (merges >= 0.5) >= {PRECISION_TARGET}"
-    print(f"\ntargets: {targets}")
-    print(f"{'':<44}{'recall':>8}{'precision':>11}{'merged':>8}{'clusters':>10}{'false':>7}")
-    for name, row in variants.items():
-        counts = f"{row['merged_pairs']:>8,}{row['clusters']:>10,}{len(row['false_merge_jaccards']):>7}"
-        print(f"{name:<44}{row['recall_at_least_0_8']:>8.4f}{row['precision']:>11.4f}{counts}")
-        print(f"{'':<6}false merges at Jaccard: {', '.join(map(str, row['false_merge_jaccards'])) or '-'}")
-    spark = (
-        spark_quality(texts, truth, shingle_sets, lsh, preset, spark_min_jaccards, work)
-        if spark_min_jaccards
-        else {}
-    )
+    jobs = spark_quality(texts, truth, shingle_sets, lsh, preset, min_jaccards, work)
+    print_quality(preset, anchor, jobs)
     return {
         "preset": preset,
         "documents": len(texts),
@@ -449,8 +432,8 @@ def quality(docs: list[Doc], preset: str, spark_min_jaccards: Sequence[float], w
         "pairs_at_least_0_5": len(truth),
         "natural_pairs_at_least_0_5": natural,
         "bins": bins,
-        "variants": variants,
-        **({"spark_min_jaccard": spark} if spark else {}),
+        "anchor": anchor,
+        "job": jobs,
     }
 
 
@@ -740,22 +723,23 @@ def read_clusters(root: Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 4. Quality through the Spark job (quality --spark)
+# 4. Quality through the Spark job
 
 
 def spark_quality(
     texts: list[str],
     truth: dict[tuple[int, int], float],
     shingle_sets: list[np.ndarray],
-    in_process: list[list[int]],
+    anchor: list[list[int]],
     preset: str,
     min_jaccards: Sequence[float],
     work: Path,
-) -> dict[str, Any]:
-    """The planted corpus through `tokenmill dedup` once per --min-jaccard; recall and precision from
-    ROOT/dedup/clusters, computed by `evaluate` exactly as for the in-process variants, the merge rate
-    per Jaccard bin, and whether the clusters equal the in-process LSH + union-find components (they
-    should without verification: the same band keys connect the same documents)."""
+) -> dict[str, dict[str, Any]]:
+    """The planted corpus through `tokenmill dedup` with its default --min-jaccard, then once per value
+    of `min_jaccards`; per run, keyed by the value it used: recall and precision from ROOT/dedup/clusters,
+    computed by `evaluate` exactly as for the anchor, the merge rate per Jaccard bin, and whether the
+    clusters equal the anchor's (they must with --min-jaccard 0: the same band keys connect the same
+    documents)."""
     config = PRESETS[preset]
     directory = work / "quality-spark"
     corpus = directory / "corpus"
@@ -763,40 +747,53 @@ def spark_quality(
     corpus.mkdir(parents=True)
     ids = [f"q-{index:06d}" for index in range(len(texts))]
     pq.write_table(pa.table({"id": ids, "text": texts}), corpus / "part-00000.parquet")
-    settings = {}
+    runs = {"default": run_dedup(corpus, directory / "run-default", "--preset", preset)}
     for min_jaccard in min_jaccards:
-        run = run_dedup(
-            corpus, directory / f"run-j{min_jaccard:g}", "--preset", preset, "--min-jaccard", str(min_jaccard)
-        )
+        options = ("--preset", preset, "--min-jaccard", str(min_jaccard))
+        runs[f"{min_jaccard:g}"] = run_dedup(corpus, directory / f"run-j{min_jaccard:g}", *options)
+    results = {}
+    for name, run in runs.items():
         members: dict[str, list[int]] = {}
         for doc_id, cluster_id in read_clusters(run.root).items():
             members.setdefault(cluster_id, []).append(int(doc_id[2:]))
         clusters = [sorted(group) for group in members.values() if len(group) > 1]
-        settings[f"{min_jaccard:g}"] = {
+        results[f"{run.stats['min_jaccard']:g}"] = {
+            "min_jaccard": run.stats["min_jaccard"],
+            "default": name == "default",
             **evaluate(clusters, truth, shingle_sets),
-            "same_as_in_process_lsh": {frozenset(c) for c in clusters} == {frozenset(c) for c in in_process},
+            "same_as_anchor": {frozenset(c) for c in clusters} == {frozenset(c) for c in anchor},
             "bins": merge_rates(clusters, truth, config),
             "fuzzy_duplicates": run.stats["fuzzy_duplicates"],
             "exact_duplicates": run.stats["exact_duplicates"],
             "wall_s": round(run.wall_s, 1),
         }
-    print(f"\nthrough `tokenmill dedup --master local[2] --preset {preset}` ({len(texts):,} documents)")
-    print(
-        f"{'--min-jaccard':<16}{'recall':>8}{'precision':>11}{'merged':>8}{'clusters':>10}{'false':>7}"
-        f"{'wall s':>8}"
-    )
-    for name, row in settings.items():
-        counts = f"{row['merged_pairs']:>8,}{row['clusters']:>10,}{len(row['false_merge_jaccards']):>7}"
-        verdict = "met" if row["met"] else "MISSED"
-        print(
-            f"{name:<16}{row['recall_at_least_0_8']:>8.4f}{row['precision']:>11.4f}{counts}"
-            f"{row['wall_s']:>8.1f}  {verdict}"
+    return results
+
+
+def print_quality(preset: str, anchor: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> None:
+    """The anchor's and each job run's recall and precision, one table, with the targets' verdicts."""
+    targets = f"recall (pairs >= 0.8) >= {RECALL_TARGET}, precision (merges >= 0.5) >= {PRECISION_TARGET}"
+    print(f"\ntargets: {targets}")
+    print(f"{'':<48}{'recall':>8}{'precision':>11}{'merged':>8}{'clusters':>10}{'false':>7}{'wall s':>8}")
+    _print_quality_row("anchor: FineWeb's plain banding, in process", anchor, "")
+    for row in jobs.values():
+        setting = "(default) " if row["default"] else ""
+        _print_quality_row(
+            f"tokenmill dedup {setting}--min-jaccard {row['min_jaccard']:g}", row, row["wall_s"]
         )
-        print(f"{'':<6}false merges at Jaccard: {', '.join(map(str, row['false_merge_jaccards'])) or '-'}")
         rates = ", ".join(f"{b['jaccard']} {b['merged'] / b['pairs']:.2f}" for b in row["bins"] if b["pairs"])
         print(f"{'':<6}merge rate by Jaccard: {rates}")
-        print(f"{'':<6}clusters = in-process LSH + union-find: {row['same_as_in_process_lsh']}")
-    return settings
+        print(f"{'':<6}clusters = the anchor's: {row['same_as_anchor']}")
+    print(f"(the jobs: `tokenmill dedup --master local[2] --preset {preset}`)")
+
+
+def _print_quality_row(name: str, row: dict[str, Any], wall_s: float | str) -> None:
+    counts = f"{row['merged_pairs']:>8,}{row['clusters']:>10,}{len(row['false_merge_jaccards']):>7}"
+    verdict = "met" if row["met"] else "MISSED"
+    print(
+        f"{name:<48}{row['recall_at_least_0_8']:>8.4f}{row['precision']:>11.4f}{counts}{wall_s:>8}  {verdict}"
+    )
+    print(f"{'':<6}false merges at Jaccard: {', '.join(map(str, row['false_merge_jaccards'])) or '-'}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1110,14 +1107,11 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=None, help="use only the first N documents")
     parser.add_argument("--preset", default="fineweb", choices=sorted(PRESETS), help="for the quality part")
     parser.add_argument(
-        "--spark", action="store_true", help="quality: also through `tokenmill dedup` (local[2])"
-    )
-    parser.add_argument(
         "--min-jaccards",
         type=_numbers(float),
-        default=[0.0, 0.5, 0.6, 0.7],
+        default=[0.0],
         metavar="J,J...",
-        help="quality --spark: the job's --min-jaccard settings (default 0,0.5,0.6,0.7)",
+        help="quality: --min-jaccard settings run besides the job's default (default 0: plain banding)",
     )
     parser.add_argument(
         "--sizes",
@@ -1139,8 +1133,7 @@ def main() -> None:
         if part == "signatures":
             results[part] = signatures(docs, args.work)
         elif part == "quality":
-            min_jaccards = args.min_jaccards if args.spark else []
-            results[f"quality_{args.preset}"] = quality(docs, args.preset, min_jaccards, args.work)
+            results[f"quality_{args.preset}"] = quality(docs, args.preset, args.min_jaccards, args.work)
         else:
             results[part] = scale(docs, args.work, [] if args.table else args.sizes)
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

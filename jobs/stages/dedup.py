@@ -9,7 +9,10 @@ Everything below is a Spark DataFrame operation over the plain per-batch functio
 1. keys: per document a hash of its normalized text and one MinHash key per LSH band.
 2. buckets: documents sharing a text hash, a band key (or, with --url-dedup, a URL) form a bucket; each
    member is linked to the bucket's smallest id. A star, not all pairs: linear in the bucket's size, so a
-   boilerplate bucket of any size stays cheap, and the connected components are the same.
+   boilerplate bucket of any size stays cheap, and the connected components are the same. A MinHash link
+   stays only if the two full signatures estimate a Jaccard of at least --min-jaccard (default 0.6): one
+   shared band alone also joins pairs at 0.35..0.5, the false merges of FineWeb's plain banding
+   (--min-jaccard 0), which bench/dedup.py measures with and without the check.
 3. components: `jobs.spark.components`; transitive duplicates end in one cluster labelled by its
    smallest id.
 4. survivors: one per cluster, the highest --priority then the smallest id, so the result is the same on
@@ -64,8 +67,8 @@ class DedupSettings(SparkSettings):
     )
     phones: bool = option(False, "also replace phone numbers")
     min_jaccard: float = option(
-        0.0,
-        "verify MinHash candidates: drop links with estimated Jaccard < J (0: off, as FineWeb)",
+        0.6,
+        "merge MinHash candidates only at estimated Jaccard >= J (default 0.6; 0: FineWeb's plain banding)",
         metavar="J",
     )
 

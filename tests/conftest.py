@@ -25,6 +25,9 @@ SPARK_CLASS = Path(sys.executable).parent / "spark-class"
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# The trainer's tests run models of a few thousand parameters: one thread each is as fast as two on an
+# idle machine and many times faster on a busy one (thread contention), before torch is first imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

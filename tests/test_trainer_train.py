@@ -49,6 +49,7 @@ def _metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_ten_steps_resume_ten_steps_equals_twenty_straight(data: Path, tmp_path: Path) -> None:
     # Dropout on, so the restored RNG states matter too; two accumulation passes per step.
     config = _config(tmp_path / "run.json", model={"dropout": 0.1})

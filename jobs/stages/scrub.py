@@ -3,11 +3,11 @@
     tokenmill scrub --input DATASET -o OUT [--phones]
     spark-submit jobs/scrub.py --input DATASET -o OUT ...
 
-The same columns come out, `text` scrubbed, plus `pii_email`, `pii_ip`, `pii_ipv6`, `pii_phone`: the replacements
-made in each document (a dataset that already has them, such as ROOT/final, gets them recounted). OUT
-must be new, empty or an earlier scrub's output, apart from the input; it holds the part files, their
-commit record (`jobs.spark.datasets`) and a completion marker, and files scrub did not write are left
-alone.
+The same columns come out, `text` scrubbed, plus `pii_email`, `pii_ip`, `pii_ipv6`, `pii_phone`: the
+replacements made in each document (a dataset that already has them, such as ROOT/final, gets them
+recounted). OUT must be new, empty or an earlier scrub's output, apart from the input; it holds the part
+files, their commit record (`jobs.spark.datasets`) and a completion marker, and files scrub did not write
+are left alone.
 """
 
 from __future__ import annotations

@@ -19,10 +19,7 @@ A row that cannot be trained on is counted under one reason (REASONS) and skippe
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,8 +30,8 @@ import numpy as np
 import tiktoken
 
 from tokenmill.pipeline.errors import UserError
-from tokenmill.pipeline.storage import S3Options, directory_prefix, exists, list_files, local_path, open_input
-from tokenmill.pipeline.storage.parquet import iter_batches
+from tokenmill.pipeline.storage import S3Options
+from tokenmill.pipeline.storage.rows import NOT_JSON, column_values, dataset_files
 
 ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
 END = "<|end|>"
@@ -48,8 +45,6 @@ REASONS = (
     "not alternating",
     "over the context",
 )
-JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
-SUFFIXES = (*JSON_LINES_SUFFIXES, ".parquet")
 
 Messages = list[dict[str, str]]
 Example = tuple[np.ndarray, np.ndarray]  # tokens (int32) and the mask of trained targets (bool)
@@ -158,55 +153,15 @@ def fit_history(
 
 def read_conversations(uri: str, s3: S3Options) -> Iterator[Any]:
     """Each row's "messages" value, in order, from a file or from every file of a directory (or S3
-    prefix) in name order. A row that is not JSON or has no "messages" comes as a BadConversation in
-    its place, to be counted. Blank lines are not rows; a Parquet file without the column is a
-    UserError (it is not a conversation set)."""
-    for file in conversation_files(uri, s3):
-        if file.endswith(".parquet"):
-            for batch in iter_batches(file, s3, ["messages"]):
-                for messages in batch.column(0).to_pylist():
-                    yield BadConversation("no messages") if messages is None else messages
-            continue
-        with open_input(file, s3) as stream:
-            reader = gzip.GzipFile(fileobj=stream) if file.endswith(".gz") else io.BufferedReader(stream)
-            for line in reader:
-                if line.strip():
-                    yield _messages_of(line)
-
-
-def _messages_of(line: bytes) -> Any:
-    try:
-        row = json.loads(line)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
-        return BadConversation("not JSON")
-    if not isinstance(row, dict) or row.get("messages") is None:
-        return BadConversation("no messages")
-    return row["messages"]
-
-
-def conversation_files(uri: str, s3: S3Options) -> list[str]:
-    """`uri` if it is a file, else the files under it (hidden and "_" names left out), each of which
-    must be JSONL or Parquet by its name."""
-    uri = local_path(uri) or uri
-    if exists(uri, s3):
-        files = [uri]
-    else:
-        prefix = directory_prefix(uri)
-        files = [
-            found
-            for found in list_files(prefix, s3)
-            if not any(part.startswith("_") for part in found[len(prefix) :].split("/"))
-        ]
-        if not files:
-            raise UserError(
-                f"no conversations at {uri}: give a JSONL or Parquet file, or a directory of them"
-            )
-    unknown = [file for file in files if not file.endswith(SUFFIXES)]
-    if unknown:
-        raise UserError(
-            f"{unknown[0]} is neither JSONL nor Parquet: conversation files end in {', '.join(SUFFIXES)}"
-        )
-    return files
+    prefix) in name order (pipeline/storage/rows.py). A row that is not JSON or has no "messages" comes
+    as a BadConversation in its place, to be counted; a Parquet file without the column is a UserError
+    (it is not a conversation set)."""
+    for file in dataset_files(uri, s3, "conversations"):
+        for messages in column_values(file, "messages", s3):
+            if messages is NOT_JSON:
+                yield BadConversation("not JSON")
+            else:
+                yield BadConversation("no messages") if messages is None else messages
 
 
 @dataclass

@@ -12,14 +12,13 @@ each class's scores, which is what a user picks a --min-score or --keep-top from
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,14 +28,12 @@ import numpy as np
 
 from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.quality.classifier import NORMALIZATION, QualityClassifier, normalize
-from tokenmill.pipeline.storage import S3Options, directory_prefix, exists, list_files, local_path, open_input
-from tokenmill.pipeline.storage.parquet import iter_batches
+from tokenmill.pipeline.storage import S3Options, open_input
+from tokenmill.pipeline.storage.rows import column_values, dataset_files
 
 POSITIVE, NEGATIVE = "__label__hq", "__label__lq"
 THRESHOLD = 0.5
 QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
-JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
-SUFFIXES = (*JSON_LINES_SUFFIXES, ".parquet")
 
 
 @dataclass(frozen=True)
@@ -65,57 +62,12 @@ class InputFile:
     skipped: dict[str, int]  # reason -> rows without a usable text
 
 
-def dataset_files(uri: str, s3: S3Options) -> list[str]:
-    """`uri` if it is a file, else the visible files under it (no "." or "_" names at any depth), each
-    of which must be JSONL or Parquet by its name."""
-    uri = local_path(uri) or uri
-    if exists(uri, s3):
-        files = [uri]
-    else:
-        prefix = directory_prefix(uri)
-        files = [
-            found
-            for found in list_files(prefix, s3)
-            if not any(part.startswith((".", "_")) for part in found[len(prefix) :].split("/"))
-        ]
-        if not files:
-            raise UserError(f"no dataset at {uri}: give a JSONL or Parquet file, or a directory of them")
-    unknown = [file for file in files if not file.endswith(SUFFIXES)]
-    if unknown:
-        raise UserError(
-            f"{unknown[0]} is neither JSONL nor Parquet: dataset files end in {', '.join(SUFFIXES)}"
-        )
-    return files
-
-
 def _sha256(uri: str, s3: S3Options) -> str:
     digest = hashlib.sha256()
     with open_input(uri, s3) as stream:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _json_lines_texts(uri: str, column: str, s3: S3Options) -> Iterator[str | None]:
-    """Each non-blank line's `column` value, or None where the line is not a JSON object with a string
-    there (to be counted)."""
-    with open_input(uri, s3) as stream:
-        lines = gzip.GzipFile(fileobj=stream) if uri.endswith(".gz") else stream
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
-                yield None
-                continue
-            text = row.get(column) if isinstance(row, dict) else None
-            yield text if isinstance(text, str) else None
-
-
-def _parquet_texts(uri: str, column: str, s3: S3Options) -> Iterator[str | None]:
-    for batch in iter_batches(uri, s3, [column]):
-        yield from batch.column(0).to_pylist()
 
 
 def read_texts(uri: str, column: str, s3: S3Options) -> tuple[list[str], list[InputFile]]:
@@ -125,9 +77,8 @@ def read_texts(uri: str, column: str, s3: S3Options) -> tuple[list[str], list[In
     texts: list[str] = []
     records = []
     for file in dataset_files(uri, s3):
-        read = _parquet_texts if file.endswith(".parquet") else _json_lines_texts
         rows, skipped = 0, Counter[str]()
-        for text in read(file, column, s3):
+        for text in column_values(file, column, s3):
             rows += 1
             if isinstance(text, str):
                 texts.append(text)

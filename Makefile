@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/tokens.py
+	$(BIN)/python bench/packing.py
 	$(BIN)/python bench/train.py
 
 clean:

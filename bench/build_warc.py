@@ -1,9 +1,9 @@
-"""Build a deterministic benchmark WARC from the real HTML pages in `shared/data/extraction`.
+"""Build a deterministic benchmark WARC from the real HTML pages in `bench/data/extraction`.
 
     python bench/build_warc.py SRC_DIR OUT_DIR [--shards 4] [--pages N]
 
-SRC_DIR holds `trafilatura_eval.tar.gz` (923 pages under `eval/`; `evaldata.json` maps real URLs to files)
-and `readability_test_pages.tar.gz` (130 `test-pages/<name>/source.html`); both are read in place.
+SRC_DIR holds `trafilatura_eval.tar.xz` (923 pages under `eval/`; `evaldata.json` maps real URLs to files)
+and `readability_test_pages.tar.xz` (130 `test-pages/<name>/source.html`); both are read in place.
 Each page becomes one WARC/1.1 `response` record (gzip per record) with an `HTTP/1.1 200` header whose
 `Content-Type` carries the page's `<meta>` charset when it declares one. Pages are dealt round-robin
 into `bench-00000.warc.gz`, ..., each opening with a `warcinfo` record as Common Crawl's files do.
@@ -24,8 +24,8 @@ from pathlib import Path
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-TRAFILATURA_TARBALL = "trafilatura_eval.tar.gz"
-READABILITY_TARBALL = "readability_test_pages.tar.gz"
+TRAFILATURA_TARBALL = "trafilatura_eval.tar.xz"
+READABILITY_TARBALL = "readability_test_pages.tar.xz"
 WARC_DATE = "2024-01-01T00:00:00Z"
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://tokenmill.bench/")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
@@ -38,9 +38,9 @@ class Page:
 
 
 def _read_files(tarball: Path) -> dict[str, bytes]:
-    """Every regular file in a .tar.gz by name, read in one sequential pass (random access into a
+    """Every regular file in a compressed tarball by name, read in one sequential pass (random access into a
     gzip stream decompresses from the start again for each backward seek)."""
-    with tarfile.open(tarball, "r:gz") as tar:
+    with tarfile.open(tarball, "r:*") as tar:
         return {member.name: tar.extractfile(member).read() for member in tar if member.isfile()}
 
 

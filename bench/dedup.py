@@ -68,7 +68,7 @@ from tokenmill.pipeline.dedup.minhash import PRESETS, MinHashConfig, MinHasher, 
 from tokenmill.pipeline.ingest.charset import decode_html
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SRC = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_SRC = REPO_ROOT / "bench" / "data"
 DEFAULT_WORK = REPO_ROOT / "bench" / "work"
 MIN_WORDS = 50
 BATCH = 1024
@@ -97,10 +97,10 @@ def _extracted(src: Path) -> list[Doc]:
 
     docs = []
     for tarball, suffix in (
-        ("trafilatura_eval.tar.gz", ".html"),
-        ("readability_test_pages.tar.gz", "source.html"),
+        ("trafilatura_eval.tar.xz", ".html"),
+        ("readability_test_pages.tar.xz", "source.html"),
     ):
-        with tarfile.open(src / "extraction" / tarball, "r:gz") as tar:
+        with tarfile.open(src / "extraction" / tarball, "r:*") as tar:
             pages = {m.name: tar.extractfile(m).read() for m in tar if m.isfile() and m.name.endswith(suffix)}
         for name in sorted(pages):
             decoded = decode_html(pages[name], None)
@@ -1102,7 +1102,7 @@ def main() -> None:
     )
     parts = ("signatures", "quality", "scale")
     parser.add_argument("part", nargs="?", default="all", choices=("all", *parts))
-    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help="the shared data directory")
+    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help="the benchmark data (default bench/data)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK / "dedup")
     parser.add_argument("--docs", type=int, default=None, help="use only the first N documents")
     parser.add_argument("--preset", default="fineweb", choices=sorted(PRESETS), help="for the quality part")

@@ -2,7 +2,7 @@
 
     python bench/ingest.py [--src PATH] [--work DIR] [--pages N]
 
-Input: the real pages of `shared/data/extraction` written as 4 WARC shards by build_warc.py (built
+Input: the real pages of `bench/data/extraction` written as 4 WARC shards by build_warc.py (built
 under WORK/warc/ when missing). Measured, in this order:
 
 1. datatrove 0.10.1, FineWeb example stages and thresholds with languages=["en"], on one core:
@@ -80,7 +80,7 @@ from tokenmill.pipeline.recipe import load_recipe
 from tokenmill.pipeline.text import is_punctuation_char, terminal_punctuation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SRC = REPO_ROOT.parent / "shared" / "data" / "extraction"
+DEFAULT_SRC = REPO_ROOT / "bench" / "data" / "extraction"
 DEFAULT_WORK = REPO_ROOT / "bench" / "work"
 SHARDS = 4
 STAGES = tuple(filter_class.name for filter_class in TEXT_FILTERS)

@@ -240,7 +240,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("part", nargs="?", default="all", choices=["all", "encode", "train"])
-    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help=f"shared data (default {DEFAULT_SRC})")
+    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help=f"benchmark data (default {DEFAULT_SRC})")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--copies", type=int, default=8, help="corpus copies for the encode part")
     parser.add_argument("--vocab-size", type=int, default=32_768)

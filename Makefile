@@ -7,7 +7,7 @@ SAMPLES := tests/data/warc/resiliparse-warcfile.warc.gz tests/data/warc/dolma-sa
            tests/data/warc/derived/cc2008-arc-sample-1213893279526_0.converted.warc.gz \
            tests/data/warc/jeffharwell-filter_test_1.wet.gz
 
-.PHONY: setup run chat-demo test test-fast lint bench clean
+.PHONY: setup run chat-demo test test-fast lint bench bench-scale clean
 
 setup: $(VENV)/.installed
 
@@ -38,13 +38,25 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# Every bench prints its figures beside the anchor measured in the same run and writes JSON under bench/work/;
+# inputs are built from bench/data and tests/data. crawl_cost.py projects one crawl from the stages' figures.
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/dedup.py
+	$(BIN)/python bench/extraction.py
+	$(BIN)/python bench/dedup.py signatures
+	$(BIN)/python bench/dedup.py quality
+	$(BIN)/python bench/dedup.py speedups
 	$(BIN)/python bench/tokens.py
-	$(BIN)/python bench/packing.py
-	$(BIN)/python bench/train.py
+	$(BIN)/python bench/packing.py --json bench/work/packing_results.json
+	$(BIN)/python bench/train.py --json bench/work/train_results.json
+	$(BIN)/python bench/crawl_cost.py
+
+# dedup at 300k and 1M documents (~15 min on 2 cores): wall, peak memory, growth exponent.
+bench-scale: setup
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/dedup.py scale --sizes 300000,1000000
+	$(BIN)/python bench/crawl_cost.py
 
 clean:
 	rm -rf $(OUT) $(VENV)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tomllib
 
 from tokenmill.pipeline.errors import UserError
+from tokenmill.pipeline.ingest.extract import ENGINES
 from tokenmill.pipeline.quality.classifier import CARD_FILE, MODEL_FILE, resolve_model
 from tokenmill.pipeline.storage import S3Options, join, list_files, read_bytes
 
@@ -112,6 +113,9 @@ BOUNDS: dict[str, Bounds] = {
     "fineweb_quality.char_duplicates_ratio": FRACTION,
     "fineweb_quality.new_line_ratio": NON_NEGATIVE,
 }
+
+# The values a string key can take, by "table.key".
+CHOICES: dict[str, tuple[str, ...]] = {"extract.engine": ENGINES}
 
 
 @dataclass(frozen=True)
@@ -253,9 +257,16 @@ def _check_bounds(label: str, value: Any, rule_off: float | None) -> None:
             )
 
 
+def _check_choice(label: str, value: Any) -> None:
+    choices = CHOICES.get(label)
+    if choices is not None and value not in choices:
+        raise RecipeError(f"recipe key '{label}' is {value!r}; it takes one of: {', '.join(choices)}")
+
+
 def validate(tables: dict[str, Any]) -> None:
-    """A RecipeError for the first value whose type differs from the declaring preset's or that lies
-    outside its BOUNDS; keys the preset lacks are left to the stage that reads them."""
+    """A RecipeError for the first value whose type differs from the declaring preset's, that lies
+    outside its BOUNDS or is not one of its CHOICES; keys the preset lacks are left to the stage that
+    reads them."""
     declared_tables = _read_toml(_recipe_file(DECLARING_PRESET))
     offs = _rule_off_values()
     for table, values in tables.items():
@@ -267,6 +278,7 @@ def validate(tables: dict[str, Any]) -> None:
                 label = f"{table}.{key}"
                 _check_type(label, declared[key], value)
                 _check_bounds(label, value, offs.get(label))
+                _check_choice(label, value)
 
 
 def _parse_override(text: str) -> dict[str, Any]:

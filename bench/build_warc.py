@@ -1,6 +1,6 @@
 """Build a deterministic benchmark WARC from the real HTML pages in `bench/data/extraction`.
 
-    python bench/build_warc.py SRC_DIR OUT_DIR [--shards 4] [--pages N]
+    python bench/build_warc.py SRC_DIR OUT_DIR [--shards 4] [--pages N] [--copies K]
 
 SRC_DIR holds `trafilatura_eval.tar.xz` (923 pages under `eval/`; `evaldata.json` maps real URLs to files)
 and `readability_test_pages.tar.xz` (130 `test-pages/<name>/source.html`); both are read in place.
@@ -8,6 +8,11 @@ Each page becomes one WARC/1.1 `response` record (gzip per record) with an `HTTP
 `Content-Type` carries the page's `<meta>` charset when it declares one. Pages are dealt round-robin
 into `bench-00000.warc.gz`, ..., each opening with a `warcinfo` record as Common Crawl's files do.
 Record ids are uuid5 of the URL and the date is fixed, so every run writes the same bytes.
+
+`--copies K` writes every page K times, to reach a throughput corpus of several thousand records from
+the 1,053 real pages. Copy k > 0 has the URL with the fragment COPY_MARK + k (so its own record id) and
+goes to the shard after copy k - 1's: with K <= shards no shard holds a page twice, so no process that
+keeps state across the pages of one file (datatrove's trafilatura duplicate cache) sees a page again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ TRAFILATURA_TARBALL = "trafilatura_eval.tar.xz"
 READABILITY_TARBALL = "readability_test_pages.tar.xz"
 WARC_DATE = "2024-01-01T00:00:00Z"
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://tokenmill.bench/")
+COPY_MARK = "#copy-"
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
@@ -122,26 +128,42 @@ def _write_response(writer: WARCWriter, page: Page) -> None:
     writer.write_record(record)
 
 
+def is_copy(url: str) -> bool:
+    """True for the URL of a page's second or later copy."""
+    return COPY_MARK in url
+
+
+def deal(pages: list[Page], shards: int, copies: int) -> list[list[Page]]:
+    """Page i's copy k into shard (i + k) % shards, copy 0 of every page first."""
+    dealt: list[list[Page]] = [[] for _ in range(shards)]
+    for copy in range(copies):
+        for index, page in enumerate(pages):
+            url = f"{page.url}{COPY_MARK}{copy}" if copy else page.url
+            dealt[(index + copy) % shards].append(Page(url=url, html=page.html))
+    return dealt
+
+
 def build_warc(
-    src_dir: Path, out_dir: Path, shards: int = 4, pages: int | None = None
+    src_dir: Path, out_dir: Path, shards: int = 4, pages: int | None = None, copies: int = 1
 ) -> tuple[list[Path], int]:
-    """Write the pages (the first `pages`, or all) into `shards` WARC files; return their paths and
-    the number of pages written."""
+    """Write the pages (the first `pages`, or all), `copies` times each, into `shards` WARC files;
+    return their paths and the number of records written (warcinfo aside)."""
     selected = read_pages(src_dir)[:pages]
     if len({page.url for page in selected}) != len(selected):
         raise ValueError("two pages share a URL, so their record ids would collide")
+    if not 1 <= copies <= shards:
+        raise ValueError(f"copies must be between 1 and the number of shards ({shards}), not {copies}")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for shard in range(shards):
+    for shard, shard_pages in enumerate(deal(selected, shards, copies)):
         path = out_dir / f"bench-{shard:05d}.warc.gz"
-        shard_pages = selected[shard::shards]
         with path.open("wb") as handle:
             writer = WARCWriter(handle, gzip=True, warc_version="1.1")
             _write_warcinfo(writer, path.name, len(shard_pages))
             for page in shard_pages:
                 _write_response(writer, page)
         paths.append(path)
-    return paths, len(selected)
+    return paths, len(selected) * copies
 
 
 def main() -> None:
@@ -152,10 +174,11 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path, help="where to write bench-NNNNN.warc.gz")
     parser.add_argument("--shards", type=int, default=4, help="number of WARC files (default 4)")
     parser.add_argument("--pages", type=int, default=None, help="use only the first N pages (default all)")
+    parser.add_argument("--copies", type=int, default=1, help="write every page K times (default 1)")
     args = parser.parse_args()
-    paths, pages = build_warc(args.src_dir, args.out_dir, args.shards, args.pages)
+    paths, pages = build_warc(args.src_dir, args.out_dir, args.shards, args.pages, args.copies)
     total = sum(path.stat().st_size for path in paths)
-    print(f"wrote {pages:,} pages into {len(paths)} WARC files, {total:,} bytes, in {args.out_dir}")
+    print(f"wrote {pages:,} records into {len(paths)} WARC files, {total:,} bytes, in {args.out_dir}")
 
 
 if __name__ == "__main__":

@@ -357,3 +357,25 @@ def test_a_rewritten_input_is_ingested_again(spark, s3_endpoint, tmp_path, capsy
     client.upload_file(str(local), "rewritten-in", "crawl/crawl.warc.gz")
     for name in runs:
         assert "0 already complete, 1 to process" in ingest(name)
+
+
+_PIPELINES_SEEN: list[object] = []  # in each Python worker: kept alive, so no two get the same id()
+
+
+def _pipeline_in_worker(_: int) -> tuple[int, int]:
+    """Executor side: this Python worker's process id and the pipeline the ingest tasks there use."""
+    from tokenmill.pipeline.ingest import unit
+
+    _PIPELINES_SEEN.append(unit._pipeline_for(load_recipe("fineweb"), False))
+    return os.getpid(), id(_PIPELINES_SEEN[-1])
+
+
+def test_python_workers_are_reused_and_build_the_pipeline_once(spark):
+    """The language model load and the extractor's fork are paid once per Python worker: Spark reuses
+    the workers across tasks, and each keeps one pipeline per recipe."""
+    pairs = spark.sparkContext.parallelize(range(8), numSlices=8).map(_pipeline_in_worker).collect()
+    pipelines: dict[int, set[int]] = {}
+    for pid, pipeline in pairs:
+        pipelines.setdefault(pid, set()).add(pipeline)
+    assert len(pipelines) < len(pairs)  # 8 tasks ran in fewer processes than tasks
+    assert all(len(built) == 1 for built in pipelines.values())

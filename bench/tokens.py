@@ -18,7 +18,9 @@ minbpe's Taylor Swift article and the 147 Common Crawl llms.txt files of SRC/tex
    local[2]` (counting in Spark) with its per-core counting speed. tokenmill's merges are checked
    equal to rustbpe's. Target: within 2x of HF.
 
-Results: a table on stdout and WORK/tokenize_results.json.
+Results: a table on stdout and WORK/tokenize_results.json, with `crawl_cost`: the encode part's
+core-seconds for its documents, tokenmill's (job seconds x 2 cores) beside tiktoken's (one core,
+encode only), for bench/crawl_cost.py's projection of one crawl.
 """
 
 from __future__ import annotations
@@ -113,6 +115,24 @@ def bench_encode(texts: list[str], work: Path, copies: int) -> dict[str, Any]:
         "ratio_job": round(job_rate / anchor_rate, 3),
         "target": ENCODE_TARGET,
     }
+
+
+def crawl_cost(encode: dict[str, Any]) -> list[dict[str, Any]]:
+    """The encode part's core-seconds for its documents: tokenmill's job on 2 cores, tiktoken's 1 core."""
+    return [
+        {
+            "stage": "tokenize",
+            "system": "tokenmill",
+            "records": encode["documents"],
+            "core_seconds": round(encode["tokenmill_job_seconds"] * 2, 2),
+        },
+        {
+            "stage": "tokenize",
+            "system": "tiktoken (one core, encode only)",
+            "records": encode["documents"],
+            "core_seconds": encode["tiktoken_cpu_seconds"],
+        },
+    ]
 
 
 # ---- 2. train -------------------------------------------------------------------------------------------
@@ -240,7 +260,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("part", nargs="?", default="all", choices=["all", "encode", "train"])
-    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help=f"benchmark data (default {DEFAULT_SRC})")
+    parser.add_argument(
+        "--src", type=Path, default=DEFAULT_SRC, help=f"benchmark data (default {DEFAULT_SRC})"
+    )
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--copies", type=int, default=8, help="corpus copies for the encode part")
     parser.add_argument("--vocab-size", type=int, default=32_768)
@@ -251,6 +273,7 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.is_file() else {}
     if args.part in ("all", "encode"):
         results["encode"] = bench_encode(texts, args.work, args.copies)
+        results["crawl_cost"] = crawl_cost(results["encode"])
     if args.part in ("all", "train"):
         results["train"] = bench_train(texts, args.work, args.vocab_size)
     out.write_text(json.dumps(results, indent=1))

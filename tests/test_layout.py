@@ -11,23 +11,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from tokenmill.pipeline.storage import S3Options
-from tokenmill.tokenizer.layout import Layout, pieces, running_starts
+from tokenmill.tokenizer.layout import Layout, pieces
 from tokenmill.tokenizer.shards import UINT16, decode_header, format_for_vocab, read_index, read_shard
 from tokenmill.tokenizer.writer import ShardWriter
 
 
 def _docs(counts: list[int]) -> pa.RecordBatch:
     tokens = [np.arange(n, dtype="<u2").tobytes() for n in counts]
-    batch = pa.RecordBatch.from_pydict(
-        {"id": [f"d{i}" for i in range(len(counts))], "n": counts, "tokens": tokens}
+    starts = (np.cumsum(counts) - counts).tolist()
+    return pa.RecordBatch.from_pydict(
+        {"id": [f"d{i}" for i in range(len(counts))], "n": counts, "tokens": tokens, "start": starts}
     )
-    return next(running_starts(iter([batch]), 0))
-
-
-def test_starts_run_on_across_batches():
-    first, second = pa.RecordBatch.from_pydict({"n": [3, 4]}), pa.RecordBatch.from_pydict({"n": [5]})
-    out = list(running_starts(iter([first, second]), 100))
-    assert [b.column("start").to_pylist() for b in out] == [[100, 103], [107]]
 
 
 def test_validation_keeps_whole_documents_and_training_is_cut_at_shard_size():

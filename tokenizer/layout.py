@@ -7,12 +7,11 @@ rest of the stream is cut every `shard_tokens` tokens into shards 1, 2, ...: a d
 from one training shard into the next, as in llm.c's and modded-nanogpt's shards. Each part of a
 document inside one shard is a *piece*; piece 0 starts with the document's EOT token.
 
-Everything here works on Arrow batches and plain numbers, so the Spark job and the tests share it.
+Everything here works on Arrow batches and plain numbers, so the shard tasks and the tests share it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,42 +44,43 @@ class Layout:
         return [self.val_tokens] + [self.shard_tokens] * full + ([rest] if rest else [])
 
 
-def running_starts(batches: Iterator[pa.RecordBatch], base: int) -> Iterator[pa.RecordBatch]:
-    """Add `start` to batches that carry `n` (token counts) in stream order, from `base` on."""
-    position = base
-    for batch in batches:
-        counts = batch.column("n").to_numpy(zero_copy_only=False).astype(np.int64)
-        ends = position + np.cumsum(counts)
-        starts = ends - counts
-        position = int(ends[-1]) if len(counts) else position
-        yield batch.append_column("start", pa.array(starts, pa.int64()))
-
-
 def pieces(batch: pa.RecordBatch, layout: Layout, itemsize: int) -> pa.RecordBatch:
-    """Cut each document (columns id, start, n, tokens) into the pieces that fall in each shard."""
-    rows: dict[str, list] = {name: [] for name in PIECE_SCHEMA.names}
-    columns = (batch.column(name).to_pylist() for name in ("id", "start", "n", "tokens"))
-    for doc_id, start, count, tokens in zip(*columns, strict=True):
-        if start < layout.val_tokens:
-            cuts = [(0, start, 0, count)]
-        else:
-            cuts = _train_cuts(start - layout.val_tokens, count, layout.shard_tokens)
-        for piece, (shard, offset, begin, end) in enumerate(cuts):
-            rows["shard"].append(shard)
-            rows["offset"].append(offset)
-            rows["piece"].append(piece)
-            rows["id"].append(doc_id)
-            rows["tokens"].append(tokens[begin * itemsize : end * itemsize])
-    return pa.RecordBatch.from_pydict(rows, schema=PIECE_SCHEMA)
+    """Cut each document (columns id, start, n, tokens) into the pieces that fall in each shard.
 
-
-def _train_cuts(position: int, count: int, shard_tokens: int) -> list[tuple[int, int, int, int]]:
-    """(shard, offset in shard, first token, end token) for a document at `position` of the train stream."""
-    cuts = []
-    done = 0
-    while done < count:
-        shard, offset = divmod(position + done, shard_tokens)
-        take = min(count - done, shard_tokens - offset)
-        cuts.append((shard + 1, offset, done, done + take))
-        done += take
-    return cuts
+    Computed with numpy over the whole batch: a piece's tokens are a range of its document's bytes, and
+    the pieces of consecutive documents are consecutive ranges of the batch's token bytes, so the
+    pieces share the batch's data buffer (only new offsets are built)."""
+    if not batch.num_rows:
+        return pa.RecordBatch.from_pylist([], schema=PIECE_SCHEMA)
+    starts = batch.column("start").to_numpy(zero_copy_only=False).astype(np.int64)
+    counts = batch.column("n").to_numpy(zero_copy_only=False).astype(np.int64)
+    in_val = starts < layout.val_tokens
+    position = starts - layout.val_tokens  # in the train stream (negative for validation documents)
+    size = layout.shard_tokens
+    first = np.where(in_val, 0, position // size)
+    per_doc = np.where(in_val, 0, (position + counts - 1) // size) - first + 1
+    doc = np.repeat(np.arange(len(counts)), per_doc)
+    piece = np.arange(len(doc)) - np.repeat(np.cumsum(per_doc) - per_doc, per_doc)
+    train_shard = first[doc] + piece  # 0-based among training shards
+    val_piece = in_val[doc]
+    begin = np.where(val_piece | (piece == 0), 0, train_shard * size - position[doc])
+    end = np.where(val_piece, counts[doc], np.minimum(counts[doc], (train_shard + 1) * size - position[doc]))
+    offset = np.where(val_piece, starts[doc], np.where(piece == 0, position[doc] - train_shard * size, 0))
+    tokens = batch.column("tokens")
+    _, value_offsets, data = tokens.buffers()
+    doc_bytes = np.frombuffer(value_offsets, dtype=np.int32)[tokens.offset : tokens.offset + len(tokens)]
+    piece_starts = doc_bytes[doc].astype(np.int64) + begin * itemsize
+    bounds = np.concatenate([piece_starts, doc_bytes[doc[-1:]] + end[-1:] * itemsize])
+    piece_tokens = pa.Array.from_buffers(
+        pa.binary(), len(doc), [None, pa.py_buffer(bounds.astype(np.int32)), data]
+    )
+    return pa.record_batch(
+        [
+            pa.array(np.where(val_piece, 0, train_shard + 1).astype(np.int32)),
+            pa.array(offset),
+            pa.array(piece.astype(np.int32)),
+            batch.column("id").take(pa.array(doc)),
+            piece_tokens,
+        ],
+        schema=PIECE_SCHEMA,
+    )

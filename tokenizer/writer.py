@@ -1,8 +1,10 @@
 """Writing one shard's three files from its pieces: `.bin` (llm.c format), `.idx`, `.parquet`.
 
-The pieces arrive in offset order. Each file is built in a local temporary file and committed with the
-project's atomic write (rename locally, finished upload on S3), so a killed task leaves no partial
-shard under a final name; the manifest, written by the driver after every shard, is the run's commit.
+The pieces arrive in offset order, in batches whose sizes depend on how the job read them; the Parquet
+file is cut into row groups of a fixed number of pieces, so its bytes do not depend on those sizes.
+Each file is built in a local temporary file and committed with the project's atomic write (rename
+locally, finished upload on S3), so a killed task leaves no partial shard under a final name; the
+manifest, written by the driver after every shard, is the run's commit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pyarrow.parquet as pq
 
 from tokenmill.pipeline.storage import S3Options, join, upload_file_atomic
 from tokenmill.tokenizer.shards import ShardFormat, encode_header
+
+ROW_GROUP_PIECES = 8192
 
 
 def shard_name(index: int) -> str:
@@ -54,22 +58,25 @@ class ShardWriter:
         self._parquet = pq.ParquetWriter(
             os.path.join(self._temp, "parquet"), parquet_schema(shard_format), compression="zstd"
         )
+        self._pending: list[pa.Table] = []  # pieces not yet written: less than a row group
 
     def add(self, pieces: pa.RecordBatch) -> None:
         """Append pieces (columns offset, piece, id, tokens) that continue this shard exactly."""
         offsets = pieces.column("offset").to_numpy()
-        chunks = pieces.column("tokens").to_pylist()
-        lengths = np.array([len(chunk) // self.format.dtype.itemsize for chunk in chunks], dtype=np.int64)
+        tokens = pieces.column("tokens")  # a binary array's values lie back to back in its data buffer
+        _, value_offsets, data = tokens.buffers()
+        bounds = np.frombuffer(value_offsets, dtype=np.int32)[tokens.offset : tokens.offset + len(tokens) + 1]
+        lengths = np.diff(bounds).astype(np.int64) // self.format.dtype.itemsize
         expected = self.tokens + np.concatenate([[0], np.cumsum(lengths)[:-1]])
         if not np.array_equal(offsets, expected):
             raise RuntimeError(f"{self.name}: pieces are not contiguous (a layout bug, not bad input)")
-        payload = b"".join(chunks)
+        payload = memoryview(data)[bounds[0] : bounds[-1]] if len(tokens) else b""
         self._bin.write(payload)
         is_start = pieces.column("piece").to_numpy() == 0
         self.starts.extend(offsets[is_start].tolist())
         values = pa.array(np.frombuffer(payload, dtype=self.format.dtype))
         list_offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-        self._parquet.write_table(
+        self._pending.append(
             pa.Table.from_arrays(
                 [
                     pieces.column("id"),
@@ -81,12 +88,26 @@ class ShardWriter:
             )
         )
         self.tokens += int(lengths.sum())
+        self._write_row_groups(final=False)
+
+    def _write_row_groups(self, final: bool) -> None:
+        """Write the pending pieces in whole row groups (and the rest too when `final`)."""
+        pending = pa.concat_tables(self._pending) if self._pending else None
+        self._pending = []
+        if pending is None:
+            return
+        whole = pending.num_rows if final else pending.num_rows - pending.num_rows % ROW_GROUP_PIECES
+        if whole:
+            self._parquet.write_table(pending.slice(0, whole), row_group_size=ROW_GROUP_PIECES)
+        if whole < pending.num_rows:
+            self._pending.append(pending.slice(whole))
 
     def commit(self) -> dict[str, object]:
         """Finish and publish the three files; returns the shard's manifest entry."""
         self._bin.seek(0)
         self._bin.write(encode_header(self.format, self.tokens))
         self._bin.close()
+        self._write_row_groups(final=True)
         self._parquet.close()
         index_file = os.path.join(self._temp, "idx")
         np.asarray(self.starts, dtype="<u8").tofile(index_file)

@@ -10,14 +10,19 @@ ROOT/tokens/<tokenizer>/ with val_000000.* (shard 0, validation) and train_00000
 `.bin` (llm.c format: uint16, or uint32 with its own magic when the vocabulary needs it), `.idx`
 (uint64 document starts) and `.parquet` (id, tokens, offset, piece), and manifest.json, written last.
 
-0. rehydrate (--upsample-by only): each document repeated by the size of its duplicate cluster
-   (tokenizer.upsample, FineWeb-2's table by default), the copies numbered 0, 1, ...
-1. encode: per Arrow batch, EOT + encode_ordinary(text), packed in the shard dtype.
-2. shuffle: documents sorted by xxhash64(seed, id) (a copy k > 0 by xxhash64(seed, id, k)), so the order
-   depends on the seed and the ids only, never on the partitioning: the same seed gives byte-identical
-   shards, and the copies of a document land apart.
-3. layout: per-partition token totals give each document its start in the stream (tokenizer.layout).
-4. write: one task per shard writes and commits its three files; the driver writes the manifest.
+1. encode: Python tasks read the input's Parquet files through the storage layer (no Spark SQL in
+   between), drop empty texts, repeat documents by their duplicate cluster's size with --upsample-by
+   (tokenizer.upsample, FineWeb-2's table by default; copies numbered 0, 1, ...), key each by
+   xxhash64(seed, id) (a copy k > 0 by xxhash64(seed, id, k), as Spark computes it: tokenizer.order),
+   and encode EOT + encode_ordinary(text) in the shard dtype.
+2. shuffle: the packed documents move by bucket (the top bits of the key) through one Spark shuffle;
+   each reduce task sorts its bucket by (key, id, copy) and writes it as a run file in a temporary
+   directory beside the shards (tokenizer.runs). The order depends on the seed and the ids only, never
+   on the partitioning: the same seed gives byte-identical shards, and the copies of a document land
+   apart.
+3. layout: the runs' token totals give each document its start in the stream (tokenizer.layout).
+4. write: one task per shard reads its token range from the runs, writes and commits its three files;
+   the runs are deleted and the driver writes the manifest.
 manifest.json is the completion marker (`pipeline.completion`): it holds the fingerprint of the input's
 content and the settings, so a rerun with the same inputs and settings is skipped, any change reruns,
 and after a crash a rerun rewrites the same bytes.
@@ -25,19 +30,19 @@ and after a crash a rerun rewrites the same bytes.
 
 from __future__ import annotations
 
-import json
+import os
+import pickle
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark import Accumulator
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
+import pyarrow.compute as pc
+from pyspark import RDD, Accumulator
+from pyspark.sql import SparkSession
 
 from tokenmill.jobs.spark.datasets import overlap, read_dataset
 from tokenmill.jobs.spark.progress import StageProgress
@@ -54,14 +59,19 @@ from tokenmill.pipeline.storage import (
     directory_prefix,
     join,
     list_files,
+    list_infos,
+    local_path,
     remove_stale_temps,
+    stat,
 )
+from tokenmill.pipeline.storage.parquet import committed_files, iter_batches, read_schema
 from tokenmill.pipeline.storage.roots import check_writable_root
-from tokenmill.tokenizer.encode import TOKENS_SCHEMA, encode_batches
+from tokenmill.tokenizer.documents import DocumentEncoder, InputCounts, Shuffled
 from tokenmill.tokenizer.encodings import ENDOFTEXT, EncodingSpec, encoding_for, load_spec
-from tokenmill.tokenizer.layout import PIECE_SCHEMA, Layout, pieces, running_starts
+from tokenmill.tokenizer.layout import Layout, pieces
+from tokenmill.tokenizer.runs import Run, RunSummary, read_range, run_counts, write_run
 from tokenmill.tokenizer.shards import ShardFormat, dtype_name, format_for_vocab
-from tokenmill.tokenizer.upsample import COPY_FIELD, FINEWEB2, UpsampleTable, load_table, repeat_documents
+from tokenmill.tokenizer.upsample import FINEWEB2, UpsampleTable, load_table
 from tokenmill.tokenizer.writer import ShardWriter
 
 SUMMARY = "final documents -> shuffled token shards (.bin, .idx, .parquet, manifest)"
@@ -163,160 +173,164 @@ def check_tokenize(settings: TokenizeSettings) -> EncodingSpec:
     return spec
 
 
-# ---- 0. rehydrate -------------------------------------------------------------------------------------
+# ---- 1. encode: Python tasks read the Parquet files themselves ------------------------------------------
 
 
-def with_cluster_sizes(spark: SparkSession, docs: DataFrame, settings: TokenizeSettings) -> DataFrame:
-    """The documents with their --upsample-by column: the input's own, or dedup's cluster_size joined by
-    id from ROOT/dedup/clusters (ROOT/final carries only the survivors' text and metadata)."""
+BUCKET_INPUT_BYTES = 256 << 20  # of Parquet per bucket: a reduce task holds its bucket's tokens in memory
+
+
+def _buckets_for_size(source: str, files: list[str], s3: S3Options) -> int:
+    """Enough buckets that each gets about BUCKET_INPUT_BYTES of the input's Parquet, whatever the
+    number of files (one listing, not a request per file)."""
+    wanted = set(files)
+    listed = list_infos(directory_prefix(local_path(source) or source), s3) if len(files) > 1 else []
+    sizes = [info.size for info in listed if info.uri in wanted] or [stat(uri, s3).size for uri in files]
+    return -(-sum(sizes) // BUCKET_INPUT_BYTES)
+
+
+def encoded_documents(
+    spark: SparkSession,
+    settings: TokenizeSettings,
+    make_encoder: Callable[[int], DocumentEncoder],
+    encoded: Accumulator,
+) -> tuple[RDD[Shuffled], int]:
+    """(bucket, Packed | InputCounts) pairs of the whole input, before the shuffle, and the number of
+    buckets (reduce tasks): one per input file, at least one per core and per BUCKET_INPUT_BYTES.
+
+    Map tasks read the dataset's committed Parquet files through the storage layer, one task per file,
+    with no Spark SQL in between. Only --upsample-by cluster_size on an input without that column joins
+    dedup's cluster sizes in Spark first, and encodes the joined rows as they come out of the join."""
+    source, s3 = settings.source, settings.s3
+    files = committed_files(source, s3)
+    if not files:
+        raise UserError(f"no Parquet files under {source}; run `tokenmill dedup` first or check the path")
+    file_schema = read_schema(files[0], s3)
+    if missing := {"id", "text"} - set(file_schema.names):
+        raise UserError(f"tokenize: {source} lacks the columns {sorted(missing)}")
+    buckets_count = max(
+        spark.sparkContext.defaultParallelism, len(files), _buckets_for_size(source, files, s3)
+    )
+    encoder = make_encoder(buckets_count)
     column = settings.upsample_by
-    if column in docs.columns:
-        return docs
+    if column is None or column in file_schema.names:
+        wanted = ["id", "text"] + ([column] if column else [])
+
+        def encode_files(uris: Iterator[str]) -> Iterator[Shuffled]:
+            batches = (batch for uri in uris for batch in iter_batches(uri, s3, wanted, schema=file_schema))
+            yield from encoder(batches, encoded)
+
+        return spark.sparkContext.parallelize(files, len(files)).mapPartitions(encode_files), buckets_count
     if column != "cluster_size":
-        raise UserError(f"tokenize: {settings.source} has no column {column} for --upsample-by")
+        raise UserError(f"tokenize: {source} has no column {column} for --upsample-by")
+    docs = read_dataset(spark, source, s3, ["id", "text"])
     clusters = output_datasets(settings.output)["clusters"]
-    sizes = read_dataset(spark, clusters, settings.s3, ["id", "cluster_size"], produced_by="dedup")
-    return docs.join(sizes, "id", "left")
+    sizes = read_dataset(spark, clusters, s3, ["id", "cluster_size"], produced_by="dedup")
+
+    def encode_joined(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for bucket, value in encoder(batches, encoded):
+            yield pa.record_batch(
+                [pa.array([bucket], pa.int32()), pa.array([pickle.dumps(value)], pa.binary())],
+                names=["bucket", "value"],
+            )
+
+    joined = docs.join(sizes, "id", "left").mapInArrow(encode_joined, "bucket int, value binary")
+    return joined.rdd.map(lambda row: (row.bucket, pickle.loads(row.value))), buckets_count
 
 
-def document_copies(docs: DataFrame, table: UpsampleTable | None, column: str | None) -> DataFrame:
-    """(id, text, copy): every document once as copy 0, or as many times as the table gives."""
-    if table is None:
-        return docs.select("id", "text", F.lit(0).cast("int").alias("copy"))
+# ---- 2. shuffle: one sorted run per bucket ---------------------------------------------------------------
 
-    def compute(batches):
-        for batch in batches:
-            yield repeat_documents(batch, table, column)
-
-    schema = pa.schema([("id", pa.string()), ("text", pa.string()), COPY_FIELD])
-    return docs.select("id", "text", column).mapInArrow(compute, from_arrow_schema(schema))
+RUNS_DIRECTORY = "_runs"
+RUN_FILE = re.compile(r"run-\d{5}\.bin")
 
 
-# ---- 1-2. shuffle and encode --------------------------------------------------------------------------
+def run_uri(directory: str, bucket: int) -> str:
+    return join(directory, RUNS_DIRECTORY, f"run-{bucket:05d}.bin")
 
 
-def shuffle_key(seed: int) -> Column:
-    """xxhash64(seed, id) for a document itself (the key without upsampling, so those shards keep their
-    bytes), xxhash64(seed, id, k) for its k-th copy, so that copies are shuffled apart like documents."""
-    document = F.xxhash64(F.lit(seed), F.col("id"))
-    return F.when(F.col("copy") == 0, document).otherwise(F.xxhash64(F.lit(seed), F.col("id"), F.col("copy")))
+def sorted_runs(
+    pairs: RDD[Shuffled], buckets_count: int, directory: str, s3: S3Options
+) -> list[tuple[int, RunSummary | None, InputCounts]]:
+    """Shuffle the packed documents by bucket (the JVM moves them as opaque bytes) and let each reduce
+    task sort its bucket and write it as a run; (bucket, summary or None when empty, input counts)."""
+
+    uris = [run_uri(directory, bucket) for bucket in range(buckets_count)]
+
+    def sort_bucket(bucket: int, values: Iterable[Shuffled]) -> Iterator[tuple]:
+        packed, rows, unknown = [], 0, 0
+        for _, value in values:
+            if isinstance(value, InputCounts):
+                rows, unknown = rows + value.rows, unknown + value.unknown_cluster_size
+            else:
+                packed.append(value)
+        summary = write_run(packed, uris[bucket], s3) if packed else None
+        yield bucket, summary, InputCounts(rows, unknown)
+
+    shuffled = pairs.partitionBy(buckets_count, partitionFunc=lambda bucket: bucket)
+    return sorted(shuffled.mapPartitionsWithIndex(sort_bucket).collect(), key=lambda found: found[0])
 
 
-def encode(
-    copies: DataFrame, spec: EncodingSpec, shard_format: ShardFormat, seed: int, encoded: Accumulator
-) -> DataFrame:
-    """(id, order, n, tokens, copy, repeat) for every copy of every document, range-partitioned and sorted
-    by (order, id, copy); `repeat` marks a row whose (id, copy) equals the row before: an id the input
-    holds twice.
-
-    The sort comes first, on the text, so that Spark's sampling for the range bounds never runs the
-    encoder; encoding is a narrow step after it and keeps each partition's order."""
-    keyed = copies.select("id", shuffle_key(seed).alias("order"), "text", "copy")
-    partitions = max(copies.sparkSession.sparkContext.defaultParallelism, copies.rdd.getNumPartitions())
-    ordered = keyed.repartitionByRange(partitions, "order", "id").sortWithinPartitions("order", "id", "copy")
-
-    def compute(batches):
-        copy_numbers: list[pa.Array] = []  # each batch's, taken before the encoder, which drops them
-
-        def remember(batches):
-            for batch in batches:
-                copy_numbers.append(batch.column("copy"))
-                yield batch
-
-        previous = None  # a repeated (id, copy) has the same key, so it is the row after its twin
-        for batch in encode_batches(remember(batches), spec, shard_format.dtype):
-            copy = copy_numbers.pop(0)
-            keys = list(zip(batch.column("id").to_pylist(), copy.to_pylist(), strict=True))
-            repeats = [key == before for key, before in zip(keys, [previous, *keys[:-1]], strict=True)]
-            previous = keys[-1] if keys else previous
-            encoded.add(len(keys))
-            yield batch.append_column(COPY_FIELD, copy).append_column("repeat", pa.array(repeats, pa.bool_()))
-
-    schema = TOKENS_SCHEMA.append(COPY_FIELD).append(pa.field("repeat", pa.bool_()))
-    return ordered.mapInArrow(compute, from_arrow_schema(schema))
+def remove_runs(directory: str, s3: S3Options) -> None:
+    """Delete the run files of this or an earlier, crashed run: only names tokenize gives runs."""
+    runs = join(directory, RUNS_DIRECTORY)
+    prefix = directory_prefix(runs)
+    for uri in list_files(prefix, s3):
+        if RUN_FILE.fullmatch(uri[len(prefix) :]):
+            delete(uri, s3)
+    if (path := local_path(runs)) is not None and os.path.isdir(path) and not os.listdir(path):
+        os.rmdir(path)
 
 
 # ---- 3. layout ----------------------------------------------------------------------------------------
 
 
-Step = Callable[[Iterator[pa.RecordBatch], int], Iterator[pa.RecordBatch]]
-
-
-def _per_partition(frame: DataFrame, bases: dict[int, int], step: Step, schema: pa.Schema) -> DataFrame:
-    """mapInArrow of step(batches, base) over each partition of `frame`, in order, where `base` is the
-    stream position of the partition's first token."""
-    columns = list(frame.columns)
-
-    def compute(batches):
-        batches = iter(batches)
-        first = next(batches, None)
-        if first is None:
-            return
-        base = bases[first.column("part")[0].as_py()]
-
-        def without_part():
-            yield first.select(columns)
-            for batch in batches:
-                yield batch.select(columns)
-
-        yield from step(without_part(), base)
-
-    return frame.withColumn("part", F.spark_partition_id()).mapInArrow(compute, from_arrow_schema(schema))
-
-
-def document_ends(ordered: DataFrame, bases: dict[int, int]) -> DataFrame:
-    """(start, end) of every document in the stream; token counts only cross into Python."""
-    schema = pa.schema([("n", pa.int64()), ("start", pa.int64())])
-    return _per_partition(ordered.select("n"), bases, running_starts, schema).select(
-        "start", (F.col("start") + F.col("n")).alias("end")
-    )
-
-
-def layout_pieces(ordered: DataFrame, bases: dict[int, int], layout: Layout, itemsize: int) -> DataFrame:
-    def step(batches, base):
-        for batch in running_starts(batches, base):
-            yield pieces(batch, layout, itemsize)
-
-    return _per_partition(ordered, bases, step, PIECE_SCHEMA)
+def validation_end(runs: list[Run], total_tokens: int, asked: int, s3: S3Options) -> int:
+    """The end of the last document that starts before `asked`: the document holding position
+    min(asked, total) - 1, found in the one run that holds it."""
+    position = min(asked, total_tokens) - 1
+    if position < 0:
+        return 0
+    run = next(run for run in runs if run.base <= position < run.base + run.tokens)
+    ends = run.base + np.cumsum(run_counts(run.uri, s3))
+    return int(ends[np.searchsorted(ends, position, side="right")])
 
 
 # ---- 4. write -----------------------------------------------------------------------------------------
 
-SHARD_ENTRY_DDL = "entry string"
-
 
 def write_shards(
-    piece_frame: DataFrame, num_shards: int, directory: str, shard_format: ShardFormat, s3: S3Options
+    spark: SparkSession,
+    runs: list[Run],
+    layout: Layout,
+    directory: str,
+    shard_format: ShardFormat,
+    s3: S3Options,
 ) -> list[dict[str, Any]]:
-    """One task per shard (range partitioning on the shard number never splits a shard)."""
+    """One task per shard reads the documents of its token range from the runs that hold them, cuts
+    them into pieces (tokenizer.layout) and commits the shard; shard 0 may be empty."""
+    bounds = np.cumsum([0, *layout.shard_sizes()]).tolist()
+    itemsize = shard_format.dtype.itemsize
 
-    def compute(batches):
-        writer: ShardWriter | None = None
-        try:
-            for batch in batches:
-                shards = batch.column("shard").to_numpy()
-                for shard in np.unique(shards):  # sorted: the partition is ordered by (shard, offset)
-                    if writer is not None and writer.index != shard:
-                        yield _entry_batch(writer.commit())
-                        writer = None
-                    if writer is None:
-                        writer = ShardWriter(directory, int(shard), shard_format, s3)
-                    writer.add(batch.filter(pa.array(shards == shard)))
-            if writer is not None:
-                yield _entry_batch(writer.commit())
-        except BaseException:
-            if writer is not None:
+    def write(indices: Iterator[int]) -> Iterator[dict[str, Any]]:
+        for index in indices:
+            low, high = bounds[index], bounds[index + 1]
+            writer = ShardWriter(directory, index, shard_format, s3)
+            try:
+                for run in runs:
+                    if run.base >= high or run.base + run.tokens <= low:
+                        continue
+                    for batch in read_range(run.uri, s3, run.base, low, high, itemsize):
+                        found = pieces(batch, layout, itemsize)
+                        mine = found.filter(pc.equal(found.column("shard"), index))
+                        if mine.num_rows:
+                            writer.add(mine)
+                yield writer.commit()
+            except BaseException:
                 writer.abort()  # its local temporary files; nothing under a final name was written
-            raise
+                raise
 
-    # piece_frame is checkpointed: the sampling for the range bounds reads it instead of recomputing it
-    ordered = piece_frame.repartitionByRange(num_shards, "shard").sortWithinPartitions("shard", "offset")
-    entries = [json.loads(row["entry"]) for row in ordered.mapInArrow(compute, SHARD_ENTRY_DDL).collect()]
+    shards = len(bounds) - 1
+    entries = spark.sparkContext.parallelize(range(shards), shards).mapPartitions(write).collect()
     return sorted(entries, key=lambda entry: entry["index"])
-
-
-def _entry_batch(entry: dict[str, Any]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict({"entry": [json.dumps(entry)]})
 
 
 # ---- the job ------------------------------------------------------------------------------------------
@@ -369,70 +383,60 @@ def tokenize(
     encoded: Accumulator,
 ) -> dict[str, Any]:
     timings = Timings()
-    s3, root, source = settings.s3, settings.output, settings.source
+    s3, root = settings.s3, settings.output
     vocab_size = encoding_for(spec).n_vocab
     shard_format = format_for_vocab(vocab_size)
-    docs = read_dataset(spark, source, s3)
-    if missing := {"id", "text"} - set(docs.columns):
-        raise UserError(f"tokenize: {source} lacks the columns {sorted(missing)}")
-    if table is not None:
-        docs = with_cluster_sizes(spark, docs, settings)
+    threads = int(spark.conf.get("spark.task.cpus", "1"))
 
-    completion.begin()  # from here until the new manifest is written, the directory is not complete
-    with timings.phase("encode_and_shuffle"):
-        rows = docs.count()
-        kept = docs.where(F.col("text").isNotNull() & (F.col("text") != ""))
-        copies = document_copies(kept, table, settings.upsample_by)
-        ordered = encode(copies, spec, shard_format, settings.seed, encoded).localCheckpoint()
-        totals = (
-            ordered.groupBy(F.spark_partition_id().alias("part"))
-            .agg(
-                F.sum("n").alias("tokens"),
-                F.count("*").alias("documents"),
-                F.count_if(F.col("copy") == 0).alias("originals"),
-                F.sum(F.when(F.col("copy") > 0, F.col("n")).otherwise(0)).alias("tokens_added"),
-                F.count_if("repeat").alias("repeats"),
-            )
-            .collect()
+    def make_encoder(buckets_count: int) -> DocumentEncoder:
+        return DocumentEncoder(
+            spec, shard_format.dtype, settings.seed, buckets_count, threads, table, settings.upsample_by
         )
-        if repeats := sum(row["repeats"] for row in totals):
-            raise UserError(f"tokenize: {source} has {repeats} rows whose id is not unique; ids must be")
-        ordered = ordered.drop("copy", "repeat")
-        documents = sum(row["documents"] for row in totals)  # copies included: the stream's documents
-        originals = sum(row["originals"] for row in totals)
+
+    pairs, buckets_count = encoded_documents(spark, settings, make_encoder, encoded)  # checks the input
+    completion.begin()  # from here until the new manifest is written, the directory is not complete
+    remove_runs(directory, s3)
+    try:
+        with timings.phase("encode_and_shuffle"):
+            found = sorted_runs(pairs, buckets_count, directory, s3)
+        summaries = [summary for _, summary, _ in found if summary is not None]
+        if repeats := sum(summary.repeats for summary in summaries):
+            raise UserError(
+                f"tokenize: {settings.source} has {repeats} rows whose id is not unique; ids must be"
+            )
+        rows = sum(counts.rows for _, _, counts in found)
+        documents = sum(summary.documents for summary in summaries)  # copies included
+        originals = sum(summary.originals for summary in summaries)
         if table is not None:
-            size = F.col(settings.upsample_by)
             rehydrated = {
                 "documents": originals,
                 "copies": documents,
-                "tokens_added": sum(int(row["tokens_added"]) for row in totals),
-                "unknown_cluster_size": kept.where(size.isNull() | (size < 1)).count(),
+                "tokens_added": sum(summary.tokens_added for summary in summaries),
+                "unknown_cluster_size": sum(counts.unknown_cluster_size for _, _, counts in found),
             }
 
-    with timings.phase("layout"):
-        per_part = dict(sorted((row["part"], int(row["tokens"])) for row in totals))
-        bases, position = {}, 0
-        for part in range(ordered.rdd.getNumPartitions()):
-            bases[part] = position
-            position += per_part.get(part, 0)
-        total_tokens = position
-        asked = settings.val_tokens
-        if asked is None:
-            asked = min(DEFAULT_VAL_TOKENS, int(total_tokens * DEFAULT_VAL_FRACTION))
-        ends = document_ends(ordered, bases).where(F.col("start") < asked)
-        val_end = int(ends.agg(F.max("end")).first()[0] or 0)
-        layout = Layout(
-            val_tokens=val_end, train_tokens=total_tokens - val_end, shard_tokens=settings.shard_tokens
-        )
+        with timings.phase("layout"):
+            runs, position = [], 0
+            for bucket, summary, _ in found:
+                if summary is not None:
+                    runs.append(Run(run_uri(directory, bucket), position, summary.tokens))
+                    position += summary.tokens
+            total_tokens = position
+            asked = settings.val_tokens
+            if asked is None:
+                asked = min(DEFAULT_VAL_TOKENS, int(total_tokens * DEFAULT_VAL_FRACTION))
+            val_end = validation_end(runs, total_tokens, asked, s3)
+            layout = Layout(
+                val_tokens=val_end, train_tokens=total_tokens - val_end, shard_tokens=settings.shard_tokens
+            )
 
-    with timings.phase("write"):
-        num_shards = 1 + layout.train_shards
-        remove_stale_temps(directory, "")
-        frame = layout_pieces(ordered, bases, layout, shard_format.dtype.itemsize).localCheckpoint()
-        entries = write_shards(frame, num_shards, directory, shard_format, s3)
-        if not entries or entries[0]["index"] != 0:  # no validation document: shard 0 is written empty
-            entries.insert(0, _empty_validation(directory, shard_format, s3))
+        with timings.phase("write"):
+            remove_stale_temps(directory, "")
+            entries = write_shards(spark, runs, layout, directory, shard_format, s3)
+    finally:
+        remove_runs(directory, s3)
 
+    num_shards = 1 + layout.train_shards
     sizes = [entry["tokens"] for entry in entries]
     if sizes != layout.shard_sizes() or [entry["index"] for entry in entries] != list(range(num_shards)):
         raise RuntimeError(f"tokenize: wrote shards of {sizes} tokens, expected {layout.shard_sizes()}")
@@ -460,7 +464,7 @@ def tokenize(
             "seed": settings.seed,
             "shard_tokens": settings.shard_tokens,
             "val_tokens": asked,
-            "input": source,
+            "input": settings.source,
         },
         "recipe": latest_ingest_recipe(root, s3),
         "versions": versions(),
@@ -482,10 +486,6 @@ def tokenize(
     write_stats(root, "tokenize", stats, s3)
     print(format_table(manifest, directory))
     return manifest["counts"]
-
-
-def _empty_validation(directory: str, shard_format: ShardFormat, s3: S3Options) -> dict[str, Any]:
-    return ShardWriter(directory, 0, shard_format, s3).commit()
 
 
 SHARD_FILE = re.compile(r"(val_000000|train_\d{6})\.(bin|idx|parquet)")

@@ -18,7 +18,13 @@ from tests.conftest import DATA, WARC_DIR
 from tokenmill.jobs import cli
 from tokenmill.jobs.spark.components import connected_components
 from tokenmill.jobs.stages import run
-from tokenmill.jobs.stages.dedup import DedupSettings, verified_edges
+from tokenmill.jobs.stages.dedup import (
+    BROADCAST_MAX_IDS,
+    DedupSettings,
+    bucket_edges,
+    verified_edges,
+    with_ids,
+)
 from tokenmill.pipeline.dedup.minhash import PRESETS, MinHasher, estimated_jaccard
 
 FUZZY = DATA / "dedup" / "documents_with_fuzzy_duplicates"
@@ -295,3 +301,44 @@ def test_plain_banding_merges_a_candidate_the_default_check_drops(spark, tmp_pat
     assert clusters["copy"]["cluster_id"] == "base" and clusters["copy"]["reason"] == "fuzzy_duplicate"
     stats = json.loads((out / "stats" / "dedup.json").read_text())
     assert stats["min_jaccard"] == 0 and stats["fuzzy_duplicates"] == 1 and stats["survivors"] == 1
+
+
+def test_bucket_edges_link_every_member_to_its_buckets_smallest_id(spark):
+    """Random buckets, many of one member: each member of a larger bucket gets one edge to the bucket's
+    smallest id, a pair in several buckets one edge with the smallest band they share, as computed here
+    bucket by bucket."""
+    rng = random.Random(14)
+    members = {(f"d{rng.randrange(300):03d}", rng.randrange(-2, 5), rng.randrange(60)) for _ in range(1500)}
+    buckets: dict[tuple[int, int], list[str]] = {}
+    for doc, band, key in members:
+        buckets.setdefault((band, key), []).append(doc)
+    expected: dict[tuple[str, str], int] = {}
+    for (band, _), docs in buckets.items():
+        for doc in docs:
+            if doc != min(docs):
+                pair = (doc, min(docs))
+                expected[pair] = min(band, expected.get(pair, band))
+    assert 0 < sum(len(docs) == 1 for docs in buckets.values()) < len(buckets)
+    frame = spark.createDataFrame(sorted(members), "id string, band int, key long")
+    got = {(row["a"], row["b"]): row["band"] for row in bucket_edges(frame).collect()}
+    assert got == expected
+
+
+def test_with_ids_broadcast_and_shuffle_give_the_same_rows(spark):
+    frame = spark.createDataFrame([(f"d{i:02d}", i) for i in range(40)], "id string, n int")
+    ids = spark.createDataFrame([(f"d{i:02d}",) for i in range(0, 60, 3)], "id string")
+    for keep in (True, False):
+        expected = sorted(i for i in range(40) if (i % 3 == 0) == keep)
+        for count in (ids.count(), BROADCAST_MAX_IDS + 1):  # broadcast, then a shuffle join
+            assert sorted(row["n"] for row in with_ids(frame, ids, count, keep).collect()) == expected
+
+
+def test_ids_must_be_unique_null_included(spark, tmp_path, capsys):
+    """Two rows of one id, and two null ids (one distinct value, as the check counts them): 2 rows
+    whose id is not unique, a one-line error before any work."""
+    docs = [{"id": "a", "text": "one"}, {"id": "a", "text": "two"}, {"id": "b", "text": "three"}]
+    docs += [{"id": None, "text": "four"}, {"id": None, "text": "five"}]
+    source = _write(docs, tmp_path / "in")
+    assert _dedup("-o", str(tmp_path / "out"), "--input", str(source)) == 2
+    assert "has 2 rows whose id is not unique" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "dedup").exists()

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from tokenmill.pipeline.dedup.keys import dedup_keys, text_hash
 from tokenmill.pipeline.dedup.minhash import (
     PRESETS,
     MinHashConfig,
@@ -221,3 +223,17 @@ def test_keys_are_identical_in_a_fresh_process():
     fresh = json.loads(result.stdout)
     for name, config in PRESETS.items():
         assert MinHasher(config).band_keys_batch(texts).tolist() == fresh[name]
+
+
+def test_keys_normalize_each_text_once_with_the_same_result():
+    """`dedup_keys` normalizes a text once for both its hash and its signature; the keys equal those of
+    the texts normalized separately for each (accents, case, numbers, a null text, an empty one)."""
+    hasher = MinHasher(PRESETS["fineweb"])
+    texts = [licence("react_mit_license"), "Café №1: ÉTÉ 2024 — ﬁn.", None, "", WIKI.read_text()[:3000]]
+    batch = pa.RecordBatch.from_pydict({"id": [str(i) for i in range(len(texts))], "text": texts})
+    (keys,) = list(dedup_keys(iter([batch]), hasher, with_signature=True))
+    plain = [text or "" for text in texts]
+    signatures = hasher.signatures(plain)
+    assert keys.column("text_hash").to_pylist() == [text_hash(normalize_for_dedup(t)) for t in plain]
+    assert keys.column("signature").to_pylist() == signatures.view(np.int64).tolist()
+    assert keys.column("band_keys").to_pylist() == hasher.band_keys(signatures).view(np.int64).tolist()

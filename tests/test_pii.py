@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tokenmill.pipeline.dedup import pii
 from tokenmill.pipeline.dedup.pii import (
     EMAIL_DUMMIES,
     IP_DUMMIES,
@@ -403,3 +404,43 @@ def test_dolma_real_web_phones():
         "http://bufvc.ac.uk/allbufvc/search.php?q=Discussion&sort=relevance": 1,
         "http://cpdlab.eun.org/related-projects;jsessionid=2015C1DD1629DCBB65DCCDC2176D6850": 2,
     }
+
+
+def scrub_without_prechecks(text: str) -> tuple[str, dict[str, int]]:
+    """`scrub` as it was before its IP pre-checks: both IP patterns run on every text."""
+    counts = dict.fromkeys(PII_KINDS, 0)
+    if "@" in text:
+        text = pii._substitute(pii._EMAIL, text, pii._email_dummy, counts, "email")
+    text = pii._substitute(pii._IPV6, text, pii._ipv6_dummy, counts, "ipv6")
+    text = pii._substitute(pii._IP, text, pii._ip_dummy, counts, "ip")
+    return text, counts
+
+
+def test_ip_prechecks_change_no_result():
+    """The cheap tests that skip the IP patterns skip only texts they cannot match: every fixture text
+    (dolma's web documents, presidio's sentences, isemail's addresses) and the edge cases of each
+    pre-check scrub exactly as with both patterns run on everything."""
+    edge_cases = [
+        "2001:4860:4860:0:0:0:8.8.8.8 has six colons and no '::'",
+        "2001:4860:4860:0:0:0:0:8888 has seven",
+        "2620:fe::fe",
+        "8.8.8.8",
+        "a1.1.1.1 and 1.1.1.1a and 1.1.1.1.1",
+        "12:30:45 and 00:1a:2b:3c:4d:5e",
+        "::ffff:8.8.8.8",
+    ]
+    presidio = (PII / "presidio_context_sentences_tests.txt").read_text().splitlines()
+    texts = [document["text"] for document, _ in dolma_documents()] + presidio + edge_cases
+    texts += [f"Contact {address} today." for _, _, address in isemail_cases()]
+    scrubbed = [scrub(text) for text in texts]
+    assert scrubbed == [scrub_without_prechecks(text) for text in texts]
+    assert sum(counts["ip"] + counts["ipv6"] for _, counts in scrubbed) >= 6
+
+
+def test_dotted_quads_of_other_digits_are_no_addresses():
+    """Python's \\d matches every script's digits; ipaddress takes ASCII ones only, so "٨.٨.٨.٨" (Arabic-
+    Indic eights) once crashed the scrubber. It is no address and stays."""
+    text = "host ٨.٨.٨.٨ and ۸.۸.۸.۸, mail a@[٨.٨.٨.٨], and 8.8.8.8"
+    scrubbed, counts = scrub(text)
+    assert counts["ip"] == 1
+    assert scrubbed.startswith("host ٨.٨.٨.٨ and ۸.۸.۸.۸, mail a@[٨.٨.٨.٨], and ")

@@ -8,16 +8,20 @@ Everything below is a Spark DataFrame operation over the plain per-batch functio
 `pipeline.dedup`; nothing is collected to the driver but counts.
 1. keys: per document a hash of its normalized text and one MinHash key per LSH band.
 2. buckets: documents sharing a text hash, a band key (or, with --url-dedup, a URL) form a bucket; each
-   member is linked to the bucket's smallest id. A star, not all pairs: linear in the bucket's size, so a
-   boilerplate bucket of any size stays cheap, and the connected components are the same. A MinHash link
-   stays only if the two full signatures estimate a Jaccard of at least --min-jaccard (default 0.6): one
-   shared band alone also joins pairs at 0.35..0.5, the false merges of FineWeb's plain banding
-   (--min-jaccard 0), which bench/dedup.py measures with and without the check.
+   member is linked to the bucket's smallest id, found by a window over the bucket. A star, not all
+   pairs: linear in the bucket's size, so a boilerplate bucket of any size stays cheap, and the
+   connected components are the same. A MinHash link stays only if the two full signatures estimate a
+   Jaccard of at least --min-jaccard (default 0.6): one shared band alone also joins pairs at
+   0.35..0.5, the false merges of FineWeb's plain banding (--min-jaccard 0), which bench/dedup.py
+   measures with and without the check.
 3. components: `jobs.spark.components`; transitive duplicates end in one cluster labelled by its
    smallest id.
 4. survivors: one per cluster, the highest --priority then the smallest id, so the result is the same on
    every rerun and for any partitioning; a cluster that holds a document of an --against run keeps none.
-5. PII: survivors' e-mails and public IPv4 addresses (and phones with --phones) replaced -> ROOT/final.
+5. PII: survivors' e-mails and public IP addresses (and phones with --phones) replaced -> ROOT/final.
+
+The removed documents' ids, usually far fewer than the documents, are broadcast to the tasks that read
+the documents for step 5, so their texts are never shuffled.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ from tokenmill.pipeline.storage.roots import check_writable_root
 SUMMARY = "documents -> exact + MinHash dedup -> PII scrubbing -> final documents"
 TEXT_BUCKET, URL_BUCKET = -1, -2  # bucket "bands" besides the LSH bands 0..b-1
 PRIOR_PREFIX = "prior:"  # keeps a document id seen in an earlier run distinct from the same id now
+# Up to this many ids (~100 MB in each executor's memory) are broadcast; more are joined by a shuffle of
+# both sides, which any number of ids survives.
+BROADCAST_MAX_IDS = 2_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,13 +142,11 @@ def bucket_members(keys: DataFrame, docs: DataFrame, url_dedup: bool) -> DataFra
 
 def bucket_edges(members: DataFrame) -> DataFrame:
     """(a, b, band) edges linking every bucket member to the bucket's smallest id; `band` is the
-    smallest band the pair shares (negative: same text or URL)."""
-    roots = (
-        members.groupBy("band", "key")
-        .agg(F.min("id").alias("root"), F.count("*").alias("size"))
-        .where(F.col("size") > 1)
-    )
-    links = members.join(roots, ["band", "key"]).where(F.col("id") != F.col("root"))
+    smallest band the pair shares (negative: same text or URL). The root comes from a window over the
+    bucket: one shuffle of the members, where grouping the buckets and joining their roots back to the
+    members took two. A member of a bucket of one is its own root and links nothing."""
+    bucket = Window.partitionBy("band", "key")
+    links = members.withColumn("root", F.min("id").over(bucket)).where(F.col("id") != F.col("root"))
     return links.groupBy(F.col("id").alias("a"), F.col("root").alias("b")).agg(F.min("band").alias("band"))
 
 
@@ -164,6 +169,14 @@ def verified_edges(edges: DataFrame, keys: DataFrame, min_jaccard: float) -> Dat
 
 
 # ---- 4. survivors -------------------------------------------------------------------------------------
+
+
+def with_ids(frame: DataFrame, ids: DataFrame, count: int, keep: bool) -> DataFrame:
+    """`frame`'s rows whose `id` is (keep) or is not (not keep) one of `ids`, `count` of them. Up to
+    BROADCAST_MAX_IDS ids go to every task, which filters its part of `frame` where it lies; more are
+    joined by a shuffle of both sides."""
+    small = F.broadcast(ids) if count <= BROADCAST_MAX_IDS else ids
+    return frame.join(small, "id", "left_semi" if keep else "left_anti")
 
 
 def assign_clusters(
@@ -291,8 +304,13 @@ def _deduplicate(
     needed |= {"url"} if settings.url_dedup else set()
     if missing := needed - set(docs.columns):
         raise UserError(f"dedup: {source} lacks the columns {sorted(missing)}")
-    docs_in = docs.count()
-    if duplicate_ids := docs_in - docs.select("id").distinct().count():
+    # tasks read only the columns asked for (a select on `docs` would read every column, text included);
+    # one pass counts the rows and the distinct ids, a null id (uncounted by count_distinct) as one more
+    ids = read_dataset(spark, source, s3, ["id"])
+    with timings.phase("input"):
+        counts = ids.agg(F.count("*"), F.count_distinct("id"), F.count("id")).first()
+    docs_in, distinct_ids = counts[0], counts[1] + (counts[2] < counts[0])
+    if duplicate_ids := docs_in - distinct_ids:
         raise UserError(f"dedup: {source} has {duplicate_ids} rows whose id is not unique; ids must be")
 
     completion.begin()  # from here until the marker is written, ROOT/dedup and ROOT/final are not complete
@@ -310,16 +328,18 @@ def _deduplicate(
         clusters = clusters.localCheckpoint()
         write_dataset(clusters, outputs["clusters"], s3, writer="dedup")
         write_dataset(members, outputs["bands"], s3, writer="dedup")
+        reasons = {row["reason"]: row["count"] for row in clusters.groupBy("reason").count().collect()}
     with timings.phase("pii_and_write"):
-        survivors = docs.join(clusters.where("kept").select("id"), "id", "left_semi")
+        removed = docs_in - reasons.get("unique", 0) - reasons.get("survivor", 0)
+        survivors = with_ids(docs, clusters.where(~F.col("kept")).select("id"), removed, keep=False)
         final = fineweb_order(scrub_frame(survivors, PIIConfig(phones=settings.phones)))
         write_dataset(final, outputs["final"], s3, writer="dedup")
 
-    reasons = {row["reason"]: row["count"] for row in clusters.groupBy("reason").count().collect()}
     sizes = clusters.select("cluster_id", "cluster_size").distinct().groupBy("cluster_size").count().collect()
-    written = read_dataset(spark, outputs["final"], s3)
-    pii = written.agg(*[F.sum(f"pii_{kind}").alias(kind) for kind in PII_KINDS]).first().asDict()
-    survivors_out = written.count()
+    written = read_dataset(spark, outputs["final"], s3, [f"pii_{kind}" for kind in PII_KINDS])
+    pii = written.agg(F.count("*").alias("rows"), *[F.sum(f"pii_{kind}").alias(kind) for kind in PII_KINDS])
+    pii = pii.first().asDict()
+    survivors_out = pii.pop("rows")
     stats: dict[str, Any] = {
         "docs_in": docs_in,
         "survivors": survivors_out,

@@ -13,7 +13,9 @@ measures the agreement of every filter's decisions with datatrove's spaCy-based 
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
+from array import array
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -89,11 +91,15 @@ def is_symbol_word(word: str) -> bool:
 
 @lru_cache(maxsize=1)
 def terminal_punctuation() -> tuple[str, ...]:
-    """Every Unicode Sentence_Terminal character, as a tuple for `str.endswith`."""
+    """Every Unicode Sentence_Terminal character, as a tuple for `str.endswith`, in code point order.
+
+    Every Python worker builds it at start-up: one regex scan over a string of all code points (made
+    from their UTF-32 bytes) takes ~30 ms, where testing the code points one by one took ~300 ms."""
     import regex
 
-    sterm = regex.compile(r"\p{Sentence_Terminal}")
-    return tuple(chr(code) for code in range(0x110000) if sterm.match(chr(code)))
+    code_units = array("I", range(0x110000)).tobytes()  # 4-byte unsigned ints in the machine's byte order
+    every_code_point = code_units.decode(f"utf-32-{sys.byteorder[0]}e", errors="surrogatepass")
+    return tuple(regex.findall(r"\p{Sentence_Terminal}", every_code_point))
 
 
 def count_sentences(text: str) -> int:

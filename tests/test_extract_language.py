@@ -162,3 +162,10 @@ def test_visible_text_drops_markup_scripts_and_comments():
     html += "<body><!-- hidden --><p>Fish &amp; chips</p>\n<p>are   good</p></body></html>"
     assert visible_text(html, 100) == "Fish & chips are good"
     assert visible_text(html, 4) == "Fish"
+
+
+def test_visible_text_collapses_every_unicode_whitespace():
+    # &nbsp; (U+00A0), an em space, the ASCII separators U+001C..U+001F and a line separator.
+    html = "<p> Fish&nbsp;\u2003and\x1c\x1d\x1e\x1fchips\u2028</p>\t<p>\rare good\u3000</p> "
+    assert visible_text(html, 100) == "Fish and chips are good"
+    assert visible_text(html, 5) == "Fish "

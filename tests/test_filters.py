@@ -12,6 +12,7 @@ import functools
 import gzip
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,12 @@ from tokenmill.pipeline.ingest.filters import build_text_filters, recipe_limits,
 from tokenmill.pipeline.ingest.filters.c4 import C4Filter
 from tokenmill.pipeline.ingest.filters.fineweb_quality import FineWebQualityFilter
 from tokenmill.pipeline.ingest.filters.gopher_quality import GopherQualityFilter
-from tokenmill.pipeline.ingest.filters.gopher_repetition import GopherRepetitionFilter
+from tokenmill.pipeline.ingest.filters.gopher_repetition import GopherRepetitionFilter, NGrams
 from tokenmill.pipeline.ingest.filters.language import LanguageFilter
 from tokenmill.pipeline.ingest.filters.rules import Limit, bind
 from tokenmill.pipeline.ingest.output import document_schema
 from tokenmill.pipeline.recipe import RecipeError, load_recipe
+from tokenmill.pipeline.text import split_words
 
 TEXT_DIR = Path(__file__).parent / "data" / "text"
 # The text filters whose rules are tested here on built texts; tests/test_extract_language.py has the
@@ -191,6 +193,57 @@ def test_gopher_repeated_real_paragraph() -> None:
     result, document = run("gopher_repetition", f"{paragraph} {paragraph}")
     assert result == "duplicated_5_n_grams"
     assert document.signals["gopher_rep_dup_5_gram_char_frac"] > 0.4
+
+
+def string_top_ngram_chars(words: list[str], n: int) -> int:
+    """The top n-gram rule word by word, as the reference states it: the most frequent " "-joined
+    n-gram (the first of equally frequent ones) times its count."""
+    counts = Counter(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
+    gram, count = counts.most_common(1)[0]
+    return len(gram) * count
+
+
+def string_duplicated_ngram_chars(words: list[str], n: int) -> int:
+    """The duplicated n-gram rule word by word: "".join-ed n-grams, walking and jumping past repeats."""
+    grams = ["".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+    seen: set[str] = set()
+    repeated, index = 0, 0
+    while index < len(grams):
+        if grams[index] in seen:
+            repeated += len(grams[index])
+            index += n
+        else:
+            seen.add(grams[index])
+            index += 1
+    return repeated
+
+
+def ngram_texts() -> list[list[str]]:
+    """Word lists with every kind of repetition: real pages (boilerplate repeats), a real paragraph
+    twice, words of one n-gram reordered (same characters, other strings), runs of one word, words that
+    join into the same string at other boundaries, and texts shorter than the n-grams."""
+    texts = [(TEXT_DIR / name).read_text() for name in ("cs336_low_quality_cc.txt", "cs336_address.txt")]
+    paragraph = (TEXT_DIR / "cs336_high_quality_wiki_reference.txt").read_text().split("\n")[2]
+    texts += [
+        f"{paragraph} {paragraph}",
+        "ab cd ef gh ij kl ab ef cd gh ij kl ab cd ef gh ij kl",
+        "ab c d e f zz a bc d e f abc def a bcdef",
+        "x y x y x y x",
+        "one",
+        "",
+    ]
+    word_lists = [split_words(text) for text in texts]
+    word_lists.append(["a"] * 23)
+    return word_lists
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 8, 9, 10])
+def test_ngram_measures_equal_the_word_by_word_rules(n: int) -> None:
+    for words in ngram_texts():
+        ngrams = NGrams(words)
+        assert ngrams.duplicated_chars(n) == string_duplicated_ngram_chars(words, n), words[:12]
+        if len(words) >= n:
+            assert ngrams.top_chars(n) == string_top_ngram_chars(words, n), words[:12]
 
 
 # ---------------------------------------------------------------- Gopher quality

@@ -13,7 +13,13 @@ from __future__ import annotations
 import pytest
 
 from tokenmill.pipeline import text
-from tokenmill.pipeline.text import count_duplicates, count_sentences, is_symbol_word, split_words
+from tokenmill.pipeline.text import (
+    count_duplicates,
+    count_sentences,
+    is_symbol_word,
+    split_words,
+    terminal_punctuation,
+)
 
 # (rule, text, spaCy's words)
 # fmt: off
@@ -146,3 +152,12 @@ def test_chunk_cache_rolls_over_without_changing_results(monkeypatch: pytest.Mon
 def test_count_duplicates_walks_in_order() -> None:
     assert count_duplicates(["a", "bb", "a", "bb", "bb", "c"]) == (3, 5)
     assert count_duplicates([]) == (0, 0)
+
+
+def test_terminal_punctuation_is_every_sentence_terminal_code_point() -> None:
+    import regex
+
+    sentence_terminal = regex.compile(r"\p{Sentence_Terminal}")
+    expected = tuple(chr(code) for code in range(0x110000) if sentence_terminal.match(chr(code)))
+    assert terminal_punctuation.__wrapped__() == expected
+    assert {".", "!", "?", "。", "؟", "‼"} <= set(expected) and not {",", ";", ":"} & set(expected)

@@ -189,11 +189,11 @@ _INVISIBLE = re.compile(
     r"<(script|style|noscript|template)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL
 )
 _TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
 
 
 def visible_text(html: str, max_chars: int) -> str:
     """A crude, fast (~1 ms) approximation of a page's visible text: enough to tell its language,
-    never used as document text."""
+    never used as document text. Whitespace runs become one space (`str.split` splits where the
+    regex `\\s+` would match, at a fraction of its cost)."""
     text = _TAG.sub(" ", _INVISIBLE.sub(" ", html))
-    return _SPACE.sub(" ", unescape(text)).strip()[:max_chars]
+    return " ".join(unescape(text).split())[:max_chars]

@@ -9,11 +9,12 @@ the reference.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import accumulate
 from typing import Any
+
+import numpy as np
 
 from tokenmill.pipeline.ingest.document import Document
 from tokenmill.pipeline.ingest.filters.rules import Rule, bind
@@ -55,37 +56,96 @@ class GopherRepetitionConfig:
                 )
 
 
-def top_ngram_chars(words: list[str], n: int) -> int:
-    """Characters covered by the most frequent n-gram: len(" ".join(gram)) * its count.
+class NGrams:
+    """The n-gram measures of one document's words, computed on arrays rather than per n-gram strings.
 
-    Tuples stand in for the joined strings: words never contain whitespace, so the two are one-to-one,
-    and Counter keeps first-occurrence order, so ties resolve as they do over strings.
+    Two kinds of n-gram identity are in play. The top n-gram rules count word tuples: each word gets a
+    dense id, and the n-grams' ids are built from the (n-1)-grams', so equal keys mean equal tuples.
+    The duplicated n-gram rules compare the joined words ("".join, no separator, as in the reference),
+    and there different tuples can make one string; those are keyed by a fingerprint of the string's
+    characters (prefix sums over its code points, modulo 2**64). Equal strings always have equal
+    fingerprints, so an n-gram whose fingerprint occurs once is a string that occurs once, and only the
+    others are compared as strings: the results are exactly those of comparing every string.
     """
-    counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
-    gram, count = counts.most_common(1)[0]
-    return (sum(map(len, gram)) + n - 1) * count
 
+    def __init__(self, words: list[str]):
+        self.words = words
+        self.joined = "".join(words)
+        self.offsets = list(accumulate(map(len, words), initial=0))
+        # Each distinct word's id is its rank by first occurrence.
+        vocabulary = dict(zip(dict.fromkeys(words), range(len(words)), strict=False))
+        self._word_ids = np.fromiter(map(vocabulary.__getitem__, words), np.int64, len(words))
+        self._vocabulary = len(vocabulary)
+        self._ngrams: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._offset_array = np.asarray(self.offsets, dtype=np.uint64)
+        self._prefix_sums: tuple[np.ndarray, ...] | None = None
 
-def duplicated_ngram_chars(joined: str, offsets: list[int], n: int) -> int:
-    """Characters in n-grams already seen, walking left to right and jumping past each repeat.
+    def _ngram_ids(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the n-grams as word tuples: each n-gram's id (dense, equal exactly when the tuples are
+        equal), each id's first position and its count, for n >= 2. An n-gram's id comes from the
+        (n-1)-gram's id and its last word's id."""
+        if n not in self._ngrams:
+            previous_ids = self._word_ids if n == 2 else self._ngram_ids(n - 1)[0]
+            keys = previous_ids[:-1] * self._vocabulary + self._word_ids[n - 1 :]
+            _, first, ids, counts = np.unique(
+                keys, return_index=True, return_inverse=True, return_counts=True
+            )
+            self._ngrams[n] = ids, first, counts
+        return self._ngrams[n]
 
-    An n-gram here is "".join(words[i:i+n]) (no separator, as in the reference), taken as a slice of
-    the joined words; `offsets` are the prefix sums of the word lengths.
-    """
-    grams = [joined[start:end] for start, end in zip(offsets, offsets[n:], strict=False)]
-    if len(set(grams)) == len(grams):
-        return 0
-    seen: set[str] = set()
-    repeated_chars, idx = 0, 0
-    while idx < len(grams):
-        gram = grams[idx]
-        if gram in seen:
-            repeated_chars += len(gram)
-            idx += n
-        else:
-            seen.add(gram)
-            idx += 1
-    return repeated_chars
+    def top_chars(self, n: int) -> int:
+        """Characters covered by the most frequent n-gram: len(" ".join(gram)) * its count; of equally
+        frequent n-grams, the one that occurs first (as a Counter over the tuples would pick it)."""
+        _, first, counts = self._ngram_ids(n)
+        count = counts.max()
+        start = int(first[counts == count].min())
+        return (self.offsets[start + n] - self.offsets[start] + n - 1) * int(count)
+
+    def _fingerprints(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """A uint64 per substring joined[start:end] that depends on its characters only: its length and
+        the sums of c, c*k and c*k*k over its code points c at offsets k from its start."""
+        if self._prefix_sums is None:
+            utf32 = self.joined.encode("utf-32-le", "surrogatepass")  # one 4-byte unit per code point
+            codes = np.frombuffer(utf32, np.uint32).astype(np.uint64)
+            positions = np.arange(len(codes), dtype=np.uint64)
+            self._prefix_sums = tuple(
+                np.concatenate((np.zeros(1, np.uint64), np.cumsum(values, dtype=np.uint64)))
+                for values in (codes, codes * positions, codes * positions * positions)
+            )
+        total, weighted, squared = (sums[ends] - sums[starts] for sums in self._prefix_sums)
+        weighted_from_start = weighted - starts * total
+        squared_from_start = squared - np.uint64(2) * starts * weighted + starts * starts * total
+        return (
+            (ends - starts)
+            + total * np.uint64(0x9E3779B97F4A7C15)
+            + weighted_from_start * np.uint64(0xC2B2AE3D27D4EB4F)
+            + squared_from_start * np.uint64(0x165667B19E3779F9)
+        )
+
+    def duplicated_chars(self, n: int) -> int:
+        """Characters in n-grams already seen, walking left to right and jumping past each repeat.
+
+        Only n-grams whose fingerprint repeats can be seen twice; the walk steps one by one over all
+        the others, so it goes straight from one such candidate to the next."""
+        count = len(self.words) - n + 1
+        if count <= 1:
+            return 0
+        fingerprints = self._fingerprints(self._offset_array[:count], self._offset_array[n:])
+        _, inverse, counts = np.unique(fingerprints, return_inverse=True, return_counts=True)
+        candidates = np.flatnonzero(counts[inverse] > 1)
+        seen: set[str] = set()
+        repeated_chars = next_index = 0
+        for index in candidates.tolist():
+            if index < next_index:  # jumped over
+                continue
+            gram = self.joined[self.offsets[index] : self.offsets[index + n]]
+            if gram in seen:
+                repeated_chars += len(gram)
+                next_index = index + n
+            else:
+                seen.add(gram)
+                next_index = index + 1
+        return repeated_chars
 
 
 class GopherRepetitionFilter:
@@ -158,15 +218,13 @@ class GopherRepetitionFilter:
         duplicates, duplicate_chars = count_duplicates(lines)
         yield "gopher_rep_dup_line_frac", duplicates / len(lines)
         yield "gopher_rep_dup_line_char_frac", duplicate_chars / len(text)
-        words = doc.words
+        ngrams = NGrams(doc.words)
         for n in self.top_sizes:
             # The reference skips a size when the text has fewer than n words: 0 here, which breaks no limit.
-            value = top_ngram_chars(words, n) / len(text) if len(words) >= n else 0.0
+            value = ngrams.top_chars(n) / len(text) if len(doc.words) >= n else 0.0
             yield f"gopher_rep_top_{n}_gram_char_frac", value
-        joined = "".join(words)
-        offsets = list(accumulate(map(len, words), initial=0))
         for n in self.dup_sizes:
-            yield f"gopher_rep_dup_{n}_gram_char_frac", duplicated_ngram_chars(joined, offsets, n) / len(text)
+            yield f"gopher_rep_dup_{n}_gram_char_frac", ngrams.duplicated_chars(n) / len(text)
 
     def __call__(self, doc: Document) -> str | None:
         if not doc.text:

@@ -53,6 +53,7 @@ class Command:
     spark: bool = True
     build: Callable[[argparse.Namespace], Any] | None = None  # default: the first options class
     skip: frozenset[str] = frozenset()
+    python_bound: bool = False  # all its work is in Python tasks (jobs.spark.session.QUICK_JIT)
 
     def settings(self, namespace: argparse.Namespace) -> Any:
         return self.build(namespace) if self.build else from_options(self.options[0], namespace)
@@ -80,7 +81,11 @@ COMMANDS: dict[str, Command] = {
         spark=False,
     ),
     "tokenize": Command(
-        tokenize, (tokenize.TokenizeSettings,), tokenize.run_tokenize, tokenize.check_tokenize
+        tokenize,
+        (tokenize.TokenizeSettings,),
+        tokenize.run_tokenize,
+        tokenize.check_tokenize,
+        python_bound=True,
     ),
     "train": Command(train, (train.TrainSettings,), train.run_train, spark=False),
     "sft": Command(sft, (sft.SftSettings,), sft.run_sft, sft.check_sft, spark=False),
@@ -134,7 +139,7 @@ def execute(name: str, namespace: argparse.Namespace, argv: list[str]) -> int:
 
     described = redact_text(" ".join(["tokenmill", *argv]))  # it is stored in ROOT/_LOCK.json
     with RootLock(settings.output, settings.s3, described, force=settings.force):
-        spark = build_session(namespace.master, app_name=f"tokenmill-{name}")
+        spark = build_session(namespace.master, f"tokenmill-{name}", python_bound=command.python_bound)
         return EXIT_INCOMPLETE if incomplete(command.run(spark, settings)) else 0
 
 

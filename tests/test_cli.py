@@ -139,3 +139,24 @@ def test_a_user_error_in_a_real_process_exits_2_without_a_traceback(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"tokenmill ingest: error: input not found: {tmp_path}/none.warc"
     ]
+
+
+@pytest.mark.parametrize(
+    ("master", "python_bound", "submitted", "submit_args", "expected"),
+    [
+        ("local[2]", True, False, "", True),
+        ("local[*]", True, False, "--driver-memory 4g pyspark-shell", True),
+        ("local[2]", False, False, "", False),  # dedup's joins and sorts want C2
+        ("spark://host:7077", True, False, "", False),  # long-lived executors amortize C2
+        ("local[2]", True, True, "", False),  # spark-submit launched the JVM already
+        ("local[2]", True, False, "--conf spark.driver.extraJavaOptions=-Xss4m pyspark-shell", False),
+    ],
+)
+def test_quick_jit_only_for_python_bound_jobs_on_a_jvm_we_launch_locally(
+    monkeypatch, master, python_bound, submitted, submit_args, expected
+):
+    from tokenmill.jobs.spark.session import quick_jit
+
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", submit_args)
+    assert quick_jit(master, python_bound, submitted) is expected
+    assert cli.COMMANDS["tokenize"].python_bound and not cli.COMMANDS["dedup"].python_bound

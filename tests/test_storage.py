@@ -406,3 +406,24 @@ def test_dataset_files_are_the_visible_parquet_files(where, s3, tmp_path):
     assert dataset_files(root + "/", options) == expected
     assert dataset_files(join(root, "b.parquet"), options) == [join(root, "b.parquet")]
     assert dataset_files(join(root, "missing"), options) == []
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_write_with_is_atomic_with_or_without_the_disk_sync(tmp_path, monkeypatch, durable):
+    from tokenmill.pipeline.storage import local, write_with
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(local.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    target = tmp_path / "runs" / "run-00000.bin"
+
+    def failing(handle):
+        handle.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_with(str(target), failing, S3Options(), durable=durable)
+    assert not target.exists() and os.listdir(target.parent) == []  # nothing half-written is left
+    write_with(str(target), lambda handle: handle.write(b"tokens"), S3Options(), durable=durable)
+    assert target.read_bytes() == b"tokens" and os.listdir(target.parent) == ["run-00000.bin"]
+    assert bool(synced) is durable  # the file and its directory are synced only when asked

@@ -121,7 +121,7 @@ def write_run(parts: Iterable[Packed], uri: str, s3: S3Options) -> RunSummary:
         for start, count in zip(starts[rows].tolist(), counts[rows].tolist(), strict=True):
             handle.write(view[start * itemsize : (start + count) * itemsize])
 
-    write_with(uri, write, s3)
+    write_with(uri, write, s3, durable=False)  # scratch: a crashed job removes its runs and recomputes them
     added = sorted_copies > 0
     return RunSummary(
         documents=len(ids),

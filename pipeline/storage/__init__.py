@@ -155,10 +155,11 @@ def write_atomic(uri: str, data: bytes, options: S3Options) -> None:
     _writable(uri, "write").write_bytes(uri, data, options)
 
 
-def write_with(uri: str, write: Callable[[BinaryIO], None], s3: S3Options) -> None:
+def write_with(uri: str, write: Callable[[BinaryIO], None], s3: S3Options, durable: bool = True) -> None:
     """Run write(binary_file) and commit what it wrote to `uri` atomically, for writers that stream
-    (Parquet) rather than hand over bytes."""
-    _writable(uri, "write").write_with(uri, write, s3)
+    (Parquet) rather than hand over bytes. `durable=False` skips the local disk sync, for scratch files
+    a crash makes the job recompute anyway (an S3 object is durable once written)."""
+    _writable(uri, "write").write_with(uri, write, s3, durable)
 
 
 def upload_file_atomic(local_file: str, uri: str, options: S3Options) -> None:

@@ -48,20 +48,24 @@ def _fsync_dir(directory: str) -> None:
         os.close(handle)
 
 
-def commit(path: str, write: Callable[[BinaryIO], None]) -> None:
-    """Run write(binary_file) on a hidden temp file, sync it and rename it to `path`; clean up on failure."""
+def commit(path: str, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
+    """Run write(binary_file) on a hidden temp file, sync it (when `durable`) and rename it to `path`;
+    clean up on failure. The rename alone already makes the write atomic for readers and crashes of
+    the process; the sync makes it survive a crash of the machine."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_path(path)
     try:
         with open(temp, "xb") as handle:  # created with the umask's permissions, unlike mkstemp's 0600
             write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _fsync_dir(os.path.dirname(path))
+    if durable:
+        _fsync_dir(os.path.dirname(path))
 
 
 def remove_stale_temps(directory: str, prefix: str) -> int:
@@ -99,8 +103,10 @@ class LocalStore:
     def write_bytes(self, uri: str, data: bytes, options: S3Options) -> None:
         commit(_path(uri), lambda handle: handle.write(data))
 
-    def write_with(self, uri: str, write: Callable[[BinaryIO], None], options: S3Options) -> None:
-        commit(_path(uri), write)
+    def write_with(
+        self, uri: str, write: Callable[[BinaryIO], None], options: S3Options, durable: bool = True
+    ) -> None:
+        commit(_path(uri), write, durable)
 
     def upload_file(self, local_file: str, uri: str, options: S3Options) -> None:
         def copy(handle: BinaryIO) -> None:

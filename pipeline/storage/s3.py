@@ -205,8 +205,11 @@ class S3Store:
         bucket, key = split_s3(uri)
         s3_client(options, bucket).put_object(Bucket=bucket, Key=key, Body=data)
 
-    def write_with(self, uri: str, write: Callable[[BinaryIO], None], options: S3Options) -> None:
-        """Written to a local temp file first: S3 takes an object whole (or in multipart pieces)."""
+    def write_with(
+        self, uri: str, write: Callable[[BinaryIO], None], options: S3Options, durable: bool = True
+    ) -> None:
+        """Written to a local temp file first: S3 takes an object whole (or in multipart pieces), and
+        it is durable once the upload succeeds, whatever `durable` says."""
         with tempfile.TemporaryDirectory(prefix="tokenmill-") as directory:
             staged = os.path.join(directory, "object")
             with open(staged, "wb") as handle:

@@ -47,8 +47,10 @@ class WritableStore(Store, Protocol):
 
     def write_bytes(self, uri: str, data: bytes, options: S3Options) -> None: ...
 
-    def write_with(self, uri: str, write: Callable[[BinaryIO], None], options: S3Options) -> None:
-        """Run write(binary_file) and commit what it wrote to `uri`."""
+    def write_with(
+        self, uri: str, write: Callable[[BinaryIO], None], options: S3Options, durable: bool = True
+    ) -> None:
+        """Run write(binary_file) and commit what it wrote to `uri` (synced to disk when `durable`)."""
         ...
 
     def upload_file(self, local_file: str, uri: str, options: S3Options) -> None:

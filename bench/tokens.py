@@ -7,8 +7,9 @@ Corpus (~20 MB of real text): bench/dedup.py's documents (trafilatura-extracted 
 wikitext-2 sections, dolma's Common Crawl documents, a wiki reference), tiny shakespeare's speeches,
 minbpe's Taylor Swift article and the 147 Common Crawl llms.txt files of SRC/text.
 
-1. encode: the corpus repeated K times (default 8, ~160 MB; each copy its own ids) as 8 Parquet
-   files. Anchor: tiktoken `encode_ordinary` (gpt2) over every text in this process, one core.
+1. encode: the corpus repeated K times (default 32, ~530 MB, so that fixed costs weigh about as little
+   as at crawl scale; each copy its own ids) as 8 Parquet files. Anchor: tiktoken `encode_ordinary`
+   (gpt2) over every text in this process, one core.
    Measured: `tokenmill tokenize --encoding gpt2 --master local[2]` as a subprocess, end to end
    (JVM start, encode, global shuffle, layout, writing .bin/.idx/.parquet, manifest) and the job's own
    seconds after its Spark session is up. MB/s per core = text MB / seconds / cores. Target >= 0.8x.
@@ -264,7 +265,7 @@ def main() -> None:
         "--src", type=Path, default=DEFAULT_SRC, help=f"benchmark data (default {DEFAULT_SRC})"
     )
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
-    parser.add_argument("--copies", type=int, default=8, help="corpus copies for the encode part")
+    parser.add_argument("--copies", type=int, default=32, help="corpus copies for the encode part (~530 MB)")
     parser.add_argument("--vocab-size", type=int, default=32_768)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,10 @@
 set -euo pipefail
 
 # Whether the NVIDIA driver lists a GPU here, whatever torch makes of it.
+# grep reads the whole list: `grep -q` would stop at the first GPU and, under pipefail, nvidia-smi's
+# SIGPIPE on the next line would read as "no GPU" on a machine with several.
 has_nvidia_gpu() {
-  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep '^GPU ' >/dev/null
 }
 
 can_apt() {

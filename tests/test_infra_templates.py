@@ -343,6 +343,9 @@ def test_setup_parses_and_sourcing_it_runs_nothing(tmp_path):
             "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-3)'\n",
             True,
         ),
+        # eight GPUs, listed slowly: a reader that stops at the first line leaves nvidia-smi to die of
+        # SIGPIPE, which pipefail would report as "no GPU"
+        ('#!/bin/sh\nfor i in 0 1 2 3 4 5 6 7; do echo "GPU $i: NVIDIA H100"; sleep 0.05; done\n', True),
         ("#!/bin/sh\necho 'No devices were found'\nexit 6\n", False),  # a driver without a GPU
         (None, False),  # no driver at all
     ],

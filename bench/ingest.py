@@ -23,7 +23,7 @@ order:
 5. The other intentional differences, each on its own: URL lists, charset decoding, punctuation sets.
 
 Docs/s per core = pages in the WARCs / seconds / cores used. The projected cost of one Common Crawl
-crawl (CRAWL_RECORDS) scales each system's core-seconds per page. Results: a table on stdout and
+crawl (bench/crawl_cost.py's) scales each system's core-seconds per page. Results: a table on stdout and
 WORK/ingest_results.json (its "crawl_cost" holds each system's pages and core-seconds). The Spark
 job imports tokenmill afresh, so keep the working tree still while the bench runs; the results record
 the commit and any uncommitted changes.
@@ -56,6 +56,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import trafilatura
 from build_warc import build_warc, is_copy
+from crawl_cost import RECORDS_PER_WARC, WARCS, project
 from datatrove.data import Document as DatatroveDocument
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.extractors import Trafilatura
@@ -96,7 +97,6 @@ FILTER_AGREEMENT_TARGET = 0.98
 SPEEDUP_TARGET = 1.5
 # tokenmill on Spark after its session is up vs datatrove, docs/s per core (issue 14).
 SPARK_TARGETS = {"fineweb preset": 3.5, "resiliparse": 10.0}
-CRAWL_RECORDS = 90_000 * 35_000  # one Common Crawl crawl: ~90,000 WARCs of ~35,000 records each
 # tokenmill's one pre-extraction stage datatrove lacks: lid.176 on the crude visible text of the HTML.
 PRECHECK_OFF = "language.skip_extraction_below=0"
 # The fast extractor, without the language precheck: it costs a page more (crude text + lid.176 on up to
@@ -612,13 +612,13 @@ def print_report(results: dict[str, Any]) -> None:
             f"is up: {after:.2f}x (target >= {target:g}x) {verdict(after, target)}; "
             f"with JVM start-up: {ratios['wall']:.2f}x"
         )
-    print(f"\nprojected cost of one crawl ({CRAWL_RECORDS:,} records), ingest:")
+    crawl_records = WARCS * RECORDS_PER_WARC
+    print(f"\nprojected cost of one crawl ({crawl_records:,} records), ingest:")
     print(f"  {'system':<34}{'records':>8}{'core-s':>9}{'core-s/1000 rec':>17}{'core-hours/crawl':>18}")
-    for row in results["crawl_cost"]:
-        per_record = row["core_seconds"] / row["records"]
+    for row in project(results["crawl_cost"], {"ingest": crawl_records}):
         print(
             f"  {row['system']:<34}{row['records']:>8}{row['core_seconds']:>9.1f}"
-            f"{1000 * per_record:>17.1f}{per_record * CRAWL_RECORDS / 3600:>18,.0f}"
+            f"{row['core_seconds_per_1000']:>17.1f}{row['crawl_core_hours']:>18,}"
         )
     e2e = results["end_to_end"]
     print(

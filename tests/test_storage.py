@@ -22,6 +22,7 @@ from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.ingest.warc import RawRecord, iter_records
 from tokenmill.pipeline.storage import (
     S3Options,
+    StagedFile,
     SourceChangedError,
     content_fingerprint,
     delete,
@@ -87,6 +88,28 @@ def test_upload_file_atomic_local_copies(tmp_path):
     upload_file_atomic(str(source), str(tmp_path / "out" / "unit.parquet"), S3Options())
     assert (tmp_path / "out" / "unit.parquet").read_bytes() == source.read_bytes()
     assert source.exists()
+
+
+def test_staged_file_is_built_hidden_beside_its_target_and_renamed(tmp_path):
+    target = tmp_path / "shards" / "train_000001.bin"
+    staged = StagedFile(str(target), S3Options())
+    with open(staged.path, "wb") as handle:
+        handle.write(b"tokens")
+    assert os.path.dirname(staged.path) == str(target.parent) and not target.exists()
+    assert _hidden(target.parent) == [os.path.basename(staged.path)]  # out of listings until published
+    staged.publish()
+    assert target.read_bytes() == b"tokens" and _hidden(target.parent) == []
+
+
+def test_discarded_staged_file_leaves_the_old_target_and_no_temp(tmp_path):
+    target = tmp_path / "train_000001.bin"
+    target.write_bytes(b"old")
+    staged = StagedFile(str(target), S3Options())
+    with open(staged.path, "wb") as handle:
+        handle.write(b"half")
+    staged.discard()
+    staged.discard()  # idempotent: a failing commit discards again
+    assert target.read_bytes() == b"old" and _hidden(tmp_path) == []
 
 
 def test_remove_stale_temps_deletes_only_that_units_leftovers(tmp_path):

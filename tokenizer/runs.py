@@ -1,9 +1,12 @@
-"""Encoded documents on their way to the shards: packed per bucket for the shuffle, then one sorted run
-per bucket in a temporary file that the shard writers read the ranges they need from.
+"""Encoded documents on their way to the shards: packed per bucket, spilled by the map task that
+encoded them, then one sorted run per bucket in a temporary file that the shard writers read the ranges
+they need from.
 
-Only `Packed` values cross the shuffle: keys, copy numbers, token counts, ids and the tokens back to
-back. A bucket's run is its documents sorted by (order, id as UTF-8 bytes, copy), the order Spark's
-sort gave them, written as
+A `Packed` value holds one bucket's keys, copy numbers, token counts, ids and the tokens back to back.
+Each map task appends its values to one spill file and only a `Spilled` reference (file, byte range)
+crosses Spark's shuffle, so the tokens never pass through the JVM: Python writes them once and the
+bucket's reduce task reads them back with ranged reads. A bucket's run is its documents sorted by
+(order, id as UTF-8 bytes, copy), the order Spark's sort gave them, written as
 
     [8 bytes: little-endian length L][L bytes: Arrow IPC stream of (id, n)][tokens, back to back]
 
@@ -23,6 +26,7 @@ import pyarrow as pa
 from tokenmill.pipeline.storage import S3Options, open_seekable, write_with
 
 RUN_INDEX = pa.schema([("id", pa.string()), ("n", pa.int64())])
+SPILL_INDEX = pa.schema([("order", pa.int64()), ("copy", pa.int32()), ("n", pa.int64()), ("id", pa.string())])
 READ_DOCUMENTS = 8192  # documents per batch handed to the shard writer
 
 
@@ -34,6 +38,58 @@ class Packed(NamedTuple):
     counts: np.ndarray  # int64 tokens per document, its EOT included
     ids: list[str]
     tokens: np.ndarray  # every document's tokens back to back, in the shard dtype
+
+
+class Spilled(NamedTuple):
+    """Where a map task spilled one Packed value: a byte range of its spill file."""
+
+    uri: str
+    offset: int
+    length: int
+
+
+def _ipc_bytes(batch: pa.RecordBatch) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, batch.schema) as stream:
+        stream.write_batch(batch)
+    return sink.getvalue()
+
+
+def write_packed(handle: BinaryIO, packed: Packed) -> int:
+    """Append `packed` as [8 bytes: length L][L bytes: Arrow IPC of (order, copy, n, id)][tokens];
+    returns the bytes written."""
+    values = (packed.orders, packed.copies, packed.counts, packed.ids)
+    columns = [pa.array(value, field.type) for value, field in zip(values, SPILL_INDEX, strict=True)]
+    index = _ipc_bytes(pa.record_batch(columns, schema=SPILL_INDEX))
+    handle.write(len(index).to_bytes(8, "little"))
+    handle.write(index)
+    handle.write(memoryview(packed.tokens).cast("B"))
+    return 8 + len(index) + packed.tokens.nbytes
+
+
+def read_packed(data: bytes, dtype: np.dtype) -> Packed:
+    """The Packed value `write_packed` wrote as `data`."""
+    length = int.from_bytes(data[:8], "little")
+    index = pa.ipc.open_stream(data[8 : 8 + length]).read_next_batch()
+    return Packed(
+        orders=index.column("order").to_numpy(),
+        copies=index.column("copy").to_numpy(),
+        counts=index.column("n").to_numpy(),
+        ids=index.column("id").to_pylist(),
+        tokens=np.frombuffer(data, dtype=dtype, offset=8 + length),
+    )
+
+
+def read_spilled(refs: list[Spilled], s3: S3Options, dtype: np.dtype) -> Iterator[Packed]:
+    """The Packed values behind `refs`, each spill file opened once and read in file order."""
+    by_file: dict[str, list[Spilled]] = {}
+    for ref in refs:
+        by_file.setdefault(ref.uri, []).append(ref)
+    for uri, in_file in by_file.items():
+        with open_seekable(uri, s3) as handle:
+            for ref in sorted(in_file, key=lambda ref: ref.offset):
+                handle.seek(ref.offset)
+                yield read_packed(handle.read(ref.length), dtype)
 
 
 class Run(NamedTuple):
@@ -106,12 +162,9 @@ def write_run(parts: Iterable[Packed], uri: str, s3: S3Options) -> RunSummary:
         for row in np.flatnonzero(orders[rows][1:] == orders[rows][:-1]).tolist()
         if sorted_ids[row] == sorted_ids[row + 1] and sorted_copies[row] == sorted_copies[row + 1]
     )
-    index = io.BytesIO()
-    with pa.ipc.new_stream(index, RUN_INDEX) as stream:
-        stream.write_batch(
-            pa.record_batch([pa.array(sorted_ids, pa.string()), pa.array(counts[rows])], RUN_INDEX)
-        )
-    index_bytes = index.getvalue()
+    index_bytes = _ipc_bytes(
+        pa.record_batch([pa.array(sorted_ids, pa.string()), pa.array(counts[rows])], RUN_INDEX)
+    )
 
     def write(handle: BinaryIO) -> None:
         handle.write(len(index_bytes).to_bytes(8, "little"))

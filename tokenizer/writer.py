@@ -2,23 +2,21 @@
 
 The pieces arrive in offset order, in batches whose sizes depend on how the job read them; the Parquet
 file is cut into row groups of a fixed number of pieces, so its bytes do not depend on those sizes.
-Each file is built in a local temporary file and committed with the project's atomic write (rename
-locally, finished upload on S3), so a killed task leaves no partial shard under a final name; the
-manifest, written by the driver after every shard, is the run's commit.
+Each file is staged (`StagedFile`: built beside its target under a hidden name and renamed, or built in a
+local temporary directory and uploaded to S3), so a killed task leaves no partial shard under a final
+name and a local shard is written once, not built and then copied; the manifest, written by the driver
+after every shard, is the run's commit.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tokenmill.pipeline.storage import S3Options, join, upload_file_atomic
+from tokenmill.pipeline.storage import S3Options, StagedFile, join
 from tokenmill.tokenizer.shards import ShardFormat, encode_header
 
 ROW_GROUP_PIECES = 8192
@@ -44,19 +42,24 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+SUFFIXES = ("bin", "idx", "parquet")
+
+
 class ShardWriter:
-    """Builds shard `index` in local temporary files from its pieces; `commit` publishes all three."""
+    """Builds shard `index`'s three staged files from its pieces; `commit` publishes them."""
 
     def __init__(self, directory: str, index: int, shard_format: ShardFormat, s3: S3Options):
         self.directory, self.index, self.format, self.s3 = directory, index, shard_format, s3
         self.name = shard_name(index)
         self.tokens = 0
         self.starts: list[int] = []
-        self._temp = tempfile.mkdtemp(prefix="tokenmill-shard-")
-        self._bin = open(os.path.join(self._temp, "bin"), "wb")  # noqa: SIM115 (closed on commit or abort)
+        self._staged = {
+            suffix: StagedFile(join(directory, f"{self.name}.{suffix}"), s3) for suffix in SUFFIXES
+        }
+        self._bin = open(self._staged["bin"].path, "xb")  # noqa: SIM115 (closed on commit or abort)
         self._bin.write(encode_header(shard_format, 0))  # the count is filled in on commit
         self._parquet = pq.ParquetWriter(
-            os.path.join(self._temp, "parquet"), parquet_schema(shard_format), compression="zstd"
+            self._staged["parquet"].path, parquet_schema(shard_format), compression="zstd"
         )
         self._pending: list[pa.Table] = []  # pieces not yet written: less than a row group
 
@@ -109,31 +112,28 @@ class ShardWriter:
         self._bin.close()
         self._write_row_groups(final=True)
         self._parquet.close()
-        index_file = os.path.join(self._temp, "idx")
-        np.asarray(self.starts, dtype="<u8").tofile(index_file)
-        files = {"bin": "bin", "idx": "idx", "parquet": "parquet"}
+        np.asarray(self.starts, dtype="<u8").tofile(self._staged["idx"].path)
         entry: dict[str, object] = {
             "split": "val" if self.index == 0 else "train",
             "index": self.index,
-            **{kind: f"{self.name}.{suffix}" for kind, suffix in files.items()},
+            **{suffix: f"{self.name}.{suffix}" for suffix in SUFFIXES},
             "tokens": self.tokens,
             "documents": len(self.starts),
-            "sha256": {kind: _sha256_file(os.path.join(self._temp, kind)) for kind in files},
+            "sha256": {suffix: _sha256_file(self._staged[suffix].path) for suffix in SUFFIXES},
         }
         try:
-            for kind, suffix in files.items():
-                upload_file_atomic(
-                    os.path.join(self._temp, kind), join(self.directory, f"{self.name}.{suffix}"), self.s3
-                )
+            for suffix in SUFFIXES:
+                self._staged[suffix].publish()
         finally:
             self.abort()
         return entry
 
     def abort(self) -> None:
-        """Remove the local temporary files. Idempotent: `commit` calls it, and a task that fails in
-        `commit` calls it again, which must not hide the commit's own error."""
+        """Drop the staged files not yet published. Idempotent: `commit` calls it, and a task that fails
+        in `commit` calls it again, which must not hide the commit's own error."""
         if not self._bin.closed:
             self._bin.close()
         if self._parquet.is_open:
             self._parquet.close()
-        shutil.rmtree(self._temp, ignore_errors=True)
+        for staged in self._staged.values():
+            staged.discard()

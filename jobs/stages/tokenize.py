@@ -15,9 +15,10 @@ ROOT/tokens/<tokenizer>/ with val_000000.* (shard 0, validation) and train_00000
    (tokenizer.upsample, FineWeb-2's table by default; copies numbered 0, 1, ...), key each by
    xxhash64(seed, id) (a copy k > 0 by xxhash64(seed, id, k), as Spark computes it: tokenizer.order),
    and encode EOT + encode_ordinary(text) in the shard dtype.
-2. shuffle: the packed documents move by bucket (the top bits of the key) through one Spark shuffle;
-   each reduce task sorts its bucket by (key, id, copy) and writes it as a run file in a temporary
-   directory beside the shards (tokenizer.runs). The order depends on the seed and the ids only, never
+2. shuffle: each map task spills its packed documents to one scratch file beside the shards, and only
+   (bucket, byte range) references move by bucket (the top bits of the key) through one Spark shuffle;
+   each reduce task reads its ranges, sorts its bucket by (key, id, copy) and writes it as a run file
+   in the same temporary directory (tokenizer.runs). The order depends on the seed and the ids only, never
    on the partitioning: the same seed gives byte-identical shards, and the copies of a document land
    apart.
 3. layout: the runs' token totals give each document its start in the stream (tokenizer.layout).
@@ -36,12 +37,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark import RDD, Accumulator
+from pyspark import RDD, Accumulator, TaskContext
 from pyspark.sql import SparkSession
 
 from tokenmill.jobs.spark.datasets import overlap, read_dataset
@@ -63,13 +64,23 @@ from tokenmill.pipeline.storage import (
     local_path,
     remove_stale_temps,
     stat,
+    write_with,
 )
 from tokenmill.pipeline.storage.parquet import committed_files, iter_batches, read_schema
 from tokenmill.pipeline.storage.roots import check_writable_root
 from tokenmill.tokenizer.documents import DocumentEncoder, InputCounts, Shuffled
 from tokenmill.tokenizer.encodings import ENDOFTEXT, EncodingSpec, encoding_for, load_spec
 from tokenmill.tokenizer.layout import Layout, pieces
-from tokenmill.tokenizer.runs import Run, RunSummary, read_range, run_counts, write_run
+from tokenmill.tokenizer.runs import (
+    Run,
+    RunSummary,
+    Spilled,
+    read_range,
+    read_spilled,
+    run_counts,
+    write_packed,
+    write_run,
+)
 from tokenmill.tokenizer.shards import ShardFormat, dtype_name, format_for_vocab
 from tokenmill.tokenizer.upsample import FINEWEB2, UpsampleTable, load_table
 from tokenmill.tokenizer.writer import ShardWriter
@@ -240,41 +251,67 @@ def encoded_documents(
 # ---- 2. shuffle: one sorted run per bucket ---------------------------------------------------------------
 
 RUNS_DIRECTORY = "_runs"
-RUN_FILE = re.compile(r"run-\d{5}\.bin")
+SPILL_FILE = re.compile(r"spill-\d{5}-\d+\.bin")
+SCRATCH_FILE = re.compile(rf"run-\d{{5}}\.bin|{SPILL_FILE.pattern}")
 
 
 def run_uri(directory: str, bucket: int) -> str:
     return join(directory, RUNS_DIRECTORY, f"run-{bucket:05d}.bin")
 
 
+def spill_uri(directory: str, partition: int, attempt: int) -> str:
+    """One file per map task attempt: a retried or speculative attempt never overwrites the file that
+    another attempt's references point into."""
+    return join(directory, RUNS_DIRECTORY, f"spill-{partition:05d}-{attempt}.bin")
+
+
 def sorted_runs(
-    pairs: RDD[Shuffled], buckets_count: int, directory: str, s3: S3Options
+    pairs: RDD[Shuffled], buckets_count: int, directory: str, dtype: np.dtype, s3: S3Options
 ) -> list[tuple[int, RunSummary | None, InputCounts]]:
-    """Shuffle the packed documents by bucket (the JVM moves them as opaque bytes) and let each reduce
-    task sort its bucket and write it as a run; (bucket, summary or None when empty, input counts)."""
+    """Each map task spills its packed documents to one scratch file and only (bucket, file range)
+    references cross Spark's shuffle; each reduce task reads its bucket's ranges, sorts them and writes
+    its run. (bucket, summary or None when empty, input counts)."""
 
-    uris = [run_uri(directory, bucket) for bucket in range(buckets_count)]
+    def spill(partition: int, values: Iterator[Shuffled]) -> Iterator[tuple[int, Spilled | InputCounts]]:
+        uri = spill_uri(directory, partition, TaskContext.get().taskAttemptId())
+        sent: list[tuple[int, Spilled | InputCounts]] = []
 
-    def sort_bucket(bucket: int, values: Iterable[Shuffled]) -> Iterator[tuple]:
-        packed, rows, unknown = [], 0, 0
+        def write(handle: BinaryIO) -> None:
+            offset = 0
+            for bucket, value in values:
+                if isinstance(value, InputCounts):
+                    sent.append((bucket, value))
+                else:
+                    length = write_packed(handle, value)
+                    sent.append((bucket, Spilled(uri, offset, length)))
+                    offset += length
+
+        write_with(uri, write, s3, durable=False)  # scratch: a crashed job removes it and recomputes
+        return iter(sent)
+
+    def sort_bucket(bucket: int, values: Iterable[tuple[int, Spilled | InputCounts]]) -> Iterator[tuple]:
+        refs, rows, unknown = [], 0, 0
         for _, value in values:
             if isinstance(value, InputCounts):
                 rows, unknown = rows + value.rows, unknown + value.unknown_cluster_size
             else:
-                packed.append(value)
-        summary = write_run(packed, uris[bucket], s3) if packed else None
+                refs.append(value)
+        uri = run_uri(directory, bucket)
+        summary = write_run(read_spilled(refs, s3, dtype), uri, s3) if refs else None
         yield bucket, summary, InputCounts(rows, unknown)
 
-    shuffled = pairs.partitionBy(buckets_count, partitionFunc=lambda bucket: bucket)
-    return sorted(shuffled.mapPartitionsWithIndex(sort_bucket).collect(), key=lambda found: found[0])
+    spilled = pairs.mapPartitionsWithIndex(spill).partitionBy(
+        buckets_count, partitionFunc=lambda bucket: bucket
+    )
+    return sorted(spilled.mapPartitionsWithIndex(sort_bucket).collect(), key=lambda found: found[0])
 
 
-def remove_runs(directory: str, s3: S3Options) -> None:
-    """Delete the run files of this or an earlier, crashed run: only names tokenize gives runs."""
+def remove_runs(directory: str, s3: S3Options, names: re.Pattern[str] = SCRATCH_FILE) -> None:
+    """Delete the scratch files of this or an earlier, crashed run: only names tokenize gives them."""
     runs = join(directory, RUNS_DIRECTORY)
     prefix = directory_prefix(runs)
     for uri in list_files(prefix, s3):
-        if RUN_FILE.fullmatch(uri[len(prefix) :]):
+        if names.fullmatch(uri[len(prefix) :]):
             delete(uri, s3)
     if (path := local_path(runs)) is not None and os.path.isdir(path) and not os.listdir(path):
         os.rmdir(path)
@@ -398,7 +435,8 @@ def tokenize(
     remove_runs(directory, s3)
     try:
         with timings.phase("encode_and_shuffle"):
-            found = sorted_runs(pairs, buckets_count, directory, s3)
+            found = sorted_runs(pairs, buckets_count, directory, shard_format.dtype, s3)
+            remove_runs(directory, s3, SPILL_FILE)  # the runs hold every document now
         summaries = [summary for _, summary, _ in found if summary is not None]
         if repeats := sum(summary.repeats for summary in summaries):
             raise UserError(

@@ -30,6 +30,7 @@ from tokenmill.pipeline.storage import local
 from tokenmill.pipeline.storage.local import LocalStore
 from tokenmill.pipeline.storage.resume import IncompleteReadError, SourceChangedError
 from tokenmill.pipeline.storage.s3 import S3Options, S3Store, s3_client
+from tokenmill.pipeline.storage.staged import StagedFile
 from tokenmill.pipeline.storage.store import FileInfo, Store, WritableStore
 from tokenmill.pipeline.storage.uri import directory_prefix, join, local_path, scheme, split_s3
 from tokenmill.pipeline.storage.web import HttpStore
@@ -39,6 +40,7 @@ __all__ = [
     "IncompleteReadError",
     "S3Options",
     "STORES",
+    "StagedFile",
     "SourceChangedError",
     "Store",
     "WritableStore",

@@ -30,7 +30,7 @@ def _info(path: str) -> FileInfo:
     return FileInfo(path, status.st_size, str(status.st_mtime_ns))
 
 
-def _temp_path(path: str) -> str:
+def temp_path(path: str) -> str:
     """A hidden name beside the target, so the rename stays on one filesystem."""
     directory, name = os.path.split(path)
     return os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
@@ -53,7 +53,7 @@ def commit(path: str, write: Callable[[BinaryIO], None], durable: bool = True) -
     clean up on failure. The rename alone already makes the write atomic for readers and crashes of
     the process; the sync makes it survive a crash of the machine."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    temp = _temp_path(path)
+    temp = temp_path(path)
     try:
         with open(temp, "xb") as handle:  # created with the umask's permissions, unlike mkstemp's 0600
             write(handle)
@@ -66,6 +66,14 @@ def commit(path: str, write: Callable[[BinaryIO], None], durable: bool = True) -
         raise
     if durable:
         _fsync_dir(os.path.dirname(path))
+
+
+def publish(temp: str, path: str) -> None:
+    """Sync a finished temporary file (from `temp_path`) and rename it over `path`, durably."""
+    with open(temp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    _fsync_dir(os.path.dirname(path))
 
 
 def remove_stale_temps(directory: str, prefix: str) -> int:

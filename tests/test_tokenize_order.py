@@ -1,7 +1,8 @@
 """tokenize's task-side pieces: texts packed as EOT + encode_ordinary's ids (with tiktoken's thread pool
 or without), shuffle keys computed in Python equal to Spark's F.xxhash64 (int and long seeds, ASCII and
-non-ASCII ids of every length class, copies), buckets in key order, and a sorted run written to storage
-that reads back by stream range in (key, id bytes, copy) order with repeated ids counted."""
+non-ASCII ids of every length class, copies), buckets in key order, packed documents that a map task
+spills and a reduce task reads back by byte range, and a sorted run written to storage that reads back
+by stream range in (key, id bytes, copy) order with repeated ids counted."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from tokenmill.pipeline.storage import S3Options
 from tokenmill.tokenizer import load_encoding
 from tokenmill.tokenizer.encode import encode_texts
 from tokenmill.tokenizer.order import buckets, shuffle_orders
-from tokenmill.tokenizer.runs import Packed, read_range, run_counts, write_run
+from tokenmill.tokenizer.runs import (
+    Packed,
+    Spilled,
+    read_range,
+    read_spilled,
+    run_counts,
+    write_packed,
+    write_run,
+)
 
 WORDS = (DATA / "text" / "cs336_german.txt").read_text(encoding="utf-8").split()
 
@@ -88,3 +97,32 @@ def test_a_run_reads_back_sorted_by_key_id_bytes_and_copy(tmp_path):
     assert middle["id"] == ["a", "b", "b"]  # the documents overlapping [102, 108), whole
     twice = write_run([Packed(orders[:1], copies[:1], counts[:1], ids[:1], tokens[:2])] * 2, uri, S3Options())
     assert twice.repeats == 1
+
+
+def test_spilled_packs_read_back_equal_by_their_byte_ranges(tmp_path):
+    """Three packs of mixed sizes in one spill file (as a map task writes them); the references,
+    given out of order and for two files, read back exactly the packs they point to."""
+    encoding = load_encoding("gpt2")
+    packs = []
+    for start in (0, 7, 30):
+        texts = WORDS[start : start + 5 + start]
+        counts, tokens = encode_texts(encoding, texts, encoding.eot_token, np.dtype("<u2"))
+        ids = [f"doc-{start}-{index}-é" for index in range(len(texts))]
+        orders = shuffle_orders(0, ids, np.zeros(len(ids), np.int32))
+        packs.append(Packed(orders, np.arange(len(ids), dtype=np.int32), counts, ids, tokens))
+    refs = []
+    for name, in_file in (("a.bin", packs[:2]), ("b.bin", packs[2:])):
+        uri, offset = str(tmp_path / name), 0
+        with open(uri, "wb") as handle:
+            for pack in in_file:
+                length = write_packed(handle, pack)
+                refs.append(Spilled(uri, offset, length))
+                offset += length
+        assert offset == (tmp_path / name).stat().st_size
+    found = list(read_spilled([refs[2], refs[1], refs[0]], S3Options(), np.dtype("<u2")))
+    assert len(found) == 3
+    for pack, back in zip(packs, [found[1], found[2], found[0]], strict=True):  # a.bin's in offset order
+        assert back.ids == pack.ids and back.tokens.tolist() == pack.tokens.tolist()
+        for field in ("orders", "copies", "counts"):
+            assert getattr(back, field).tolist() == getattr(pack, field).tolist()
+            assert getattr(back, field).dtype == getattr(pack, field).dtype

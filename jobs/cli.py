@@ -63,7 +63,9 @@ COMMANDS: dict[str, Command] = {
     "run": Command(
         run, run.OPTION_SOURCES, run.run_run, run.check_run, build=run.pipeline_settings, skip=run.CHAINED
     ),
-    "ingest": Command(ingest, (ingest.IngestSettings,), ingest.run_ingest, ingest.check_ingest),
+    "ingest": Command(
+        ingest, (ingest.IngestSettings,), ingest.run_ingest, ingest.check_ingest, python_bound=True
+    ),
     "dedup": Command(dedup, (dedup.DedupSettings,), dedup.run_dedup, dedup.check_dedup),
     "select": Command(select, (select.SelectSettings,), select.run_select, select.check_select),
     "scrub": Command(scrub, (scrub.ScrubSettings,), scrub.run_scrub, scrub.check_scrub),

@@ -159,4 +159,5 @@ def test_quick_jit_only_for_python_bound_jobs_on_a_jvm_we_launch_locally(
 
     monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", submit_args)
     assert quick_jit(master, python_bound, submitted) is expected
-    assert cli.COMMANDS["tokenize"].python_bound and not cli.COMMANDS["dedup"].python_bound
+    assert cli.COMMANDS["tokenize"].python_bound and cli.COMMANDS["ingest"].python_bound
+    assert not cli.COMMANDS["dedup"].python_bound and not cli.COMMANDS["run"].python_bound

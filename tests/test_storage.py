@@ -22,8 +22,8 @@ from tokenmill.pipeline.errors import UserError
 from tokenmill.pipeline.ingest.warc import RawRecord, iter_records
 from tokenmill.pipeline.storage import (
     S3Options,
-    StagedFile,
     SourceChangedError,
+    StagedFile,
     content_fingerprint,
     delete,
     exists,

@@ -7,7 +7,9 @@ to every kept document (`pipeline/ingest/scores.py`).
 
 Every value must have the type the fineweb preset gives its key (a list's entries too), and every number
 must lie in its key's BOUNDS, so a recipe that cannot make sense is a one-line error before any work,
-never a run that quietly keeps nothing.
+never a run that quietly keeps nothing. A few OPTIONAL keys (`language.precheck_chars`) may be set though
+the preset leaves them out: typed and bounded by their default, which applies when they are absent, so a
+recipe that does not name them keeps its JSON and sha256.
 """
 
 from __future__ import annotations
@@ -117,6 +119,19 @@ BOUNDS: dict[str, Bounds] = {
 # The values a string key can take, by "table.key".
 CHOICES: dict[str, tuple[str, ...]] = {"extract.engine": ENGINES}
 
+# Keys the preset leaves out, by "table.key": their default and bounds. An absent key is not added, so
+# a recipe that does not name it keeps its JSON and sha256 (and no completed ingest unit reruns); one
+# that does may set it in a file or with --set, typed and bounded like the preset's keys.
+OPTIONAL: dict[str, tuple[Any, Bounds]] = {
+    "language.precheck_chars": (20_000, SIZE),  # how much crude visible text the language precheck reads
+}
+
+
+def optional_value(section: dict[str, Any], label: str) -> Any:
+    """An optional key's value in its table, or its default when the recipe does not name it."""
+    default, _ = OPTIONAL[label]
+    return section.get(label.partition(".")[2], default)
+
 
 @dataclass(frozen=True)
 class RecipeClassifier:
@@ -182,10 +197,15 @@ def _read_toml(path: Path | Traversable) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """BASE with OVERRIDE's values, table by table; a key BASE lacks must be one of the OPTIONAL keys."""
     merged = copy.deepcopy(base)
+    optional = {label.removeprefix(where) for label in OPTIONAL if where and label.startswith(where)}
     for key, value in override.items():
         if key not in base:
-            raise RecipeError(f"unknown recipe key {where}{key!r}; known: {sorted(base)}")
+            if key in optional:
+                merged[key] = value  # typed and bounded by validate()
+                continue
+            raise RecipeError(f"unknown recipe key {where}{key!r}; known: {sorted({*base, *optional})}")
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise RecipeError(f"recipe key {where}{key!r} must be a table")
@@ -244,7 +264,7 @@ def _rule_off_values() -> dict[str, float]:
 
 
 def _check_bounds(label: str, value: Any, rule_off: float | None) -> None:
-    bounds = BOUNDS.get(label)
+    bounds = BOUNDS.get(label) or (OPTIONAL[label][1] if label in OPTIONAL else None)
     if bounds is None:
         return
     if rule_off is not None:
@@ -264,9 +284,9 @@ def _check_choice(label: str, value: Any) -> None:
 
 
 def validate(tables: dict[str, Any]) -> None:
-    """A RecipeError for the first value whose type differs from the declaring preset's, that lies
-    outside its BOUNDS or is not one of its CHOICES; keys the preset lacks are left to the stage that
-    reads them."""
+    """A RecipeError for the first value whose type differs from the declaring preset's (an OPTIONAL
+    key's: its default's), that lies outside its BOUNDS or is not one of its CHOICES; other keys the
+    preset lacks are left to the stage that reads them."""
     declared_tables = _read_toml(_recipe_file(DECLARING_PRESET))
     offs = _rule_off_values()
     for table, values in tables.items():
@@ -274,9 +294,9 @@ def validate(tables: dict[str, Any]) -> None:
         if not isinstance(values, dict) or not isinstance(declared, dict):
             continue
         for key, value in values.items():
-            if key in declared:
-                label = f"{table}.{key}"
-                _check_type(label, declared[key], value)
+            label = f"{table}.{key}"
+            if key in declared or label in OPTIONAL:
+                _check_type(label, declared[key] if key in declared else OPTIONAL[label][0], value)
                 _check_bounds(label, value, offs.get(label))
                 _check_choice(label, value)
 

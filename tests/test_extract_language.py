@@ -157,6 +157,19 @@ def test_precheck_skips_pages_clearly_in_another_language():
     assert _language_filter(skip_extraction_below=0.0).precheck(doc, japanese) is True  # off: datatrove's way
 
 
+def test_precheck_reads_precheck_chars_of_the_visible_text():
+    japanese = visible_text(_first_html(DATA / "warc" / "resiliparse-clueweb-quirk.warc.gz"), 300)
+    english = "The weather is nice today and we are going to the park with our friends and family. " * 40
+    page = f"<html><body><p>{japanese}</p><p>{english}</p></body></html>"
+    assert _language_filter().config.precheck_chars == 20_000  # the preset leaves the key out
+    doc = Document(id="x", text="", url="http://example.com/", date="", file_path="")
+    assert _language_filter().precheck(doc, page) is True
+    assert _language_filter(precheck_chars=300).precheck(doc, page) is False
+    assert doc.language == "ja"
+    overridden = load_recipe("fineweb", ["language.precheck_chars=300"]).section("language")
+    assert LanguageFilter.from_section(overridden).config.precheck_chars == 300
+
+
 def test_visible_text_drops_markup_scripts_and_comments():
     html = "<html><head><style>p {color: red}</style><script>var x = '<p>';</script></head>"
     html += "<body><!-- hidden --><p>Fish &amp; chips</p>\n<p>are   good</p></body></html>"

@@ -12,7 +12,7 @@ import pytest
 
 from tokenmill.pipeline.ingest.filters import FILTERS
 from tokenmill.pipeline.quality.classifier import DEMO_MODEL
-from tokenmill.pipeline.recipe import BOUNDS, RecipeError, load_recipe
+from tokenmill.pipeline.recipe import BOUNDS, OPTIONAL, RecipeError, load_recipe, optional_value
 
 
 def test_fineweb_preset_has_the_design_thresholds():
@@ -131,6 +131,61 @@ def test_unknown_preset_names_the_presets():
 
 def test_hash_is_stable_across_loads():
     assert load_recipe("fineweb").sha256 == load_recipe("fineweb").sha256
+
+
+# ---------------------------------------------------------------- optional keys
+
+
+def test_an_optional_key_left_out_leaves_the_recipe_and_its_hash_as_they_were(tmp_path):
+    fineweb = load_recipe("fineweb")
+    assert "precheck_chars" not in fineweb.section("language")
+    assert optional_value(fineweb.section("language"), "language.precheck_chars") == 20_000
+    path = tmp_path / "same.toml"
+    path.write_text('extends = "fineweb"\nname = "fineweb"\n[language]\nthreshold = 0.65\n')
+    assert load_recipe(str(path)).to_json() == fineweb.to_json()
+
+
+def test_an_optional_key_is_set_by_override_or_file_and_changes_the_hash(tmp_path):
+    overridden = load_recipe("fineweb", ["language.precheck_chars=2000"])
+    assert overridden.section("language")["precheck_chars"] == 2000
+    assert optional_value(overridden.section("language"), "language.precheck_chars") == 2000
+    assert overridden.sha256 != load_recipe("fineweb").sha256
+    path = tmp_path / "short.toml"
+    path.write_text('extends = "fineweb"\nname = "fineweb"\n[language]\nprecheck_chars = 2000\n')
+    assert load_recipe(str(path)).sha256 == overridden.sha256
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["language.precheck_chars=0"],
+            "'language.precheck_chars' is out of range: 0 is not a whole number >= 1",
+        ),
+        (["language.precheck_chars=2000.5"], "2000.5 is not a whole number >= 1"),
+        (["language.precheck_chars=many"], "'many' is a string, not a number"),
+        (["language.precheck_chars=true"], "True is true or false, not a number"),
+        (["url.precheck_chars=2000"], "unknown recipe key url.'precheck_chars'"),
+    ],
+)
+def test_wrong_optional_values_are_one_line_errors(overrides, message):
+    with pytest.raises(RecipeError, match=re.escape(message)) as error:
+        load_recipe("fineweb", overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_an_unknown_key_names_the_optional_ones_too():
+    with pytest.raises(RecipeError, match=re.escape("'precheck_chars', 'skip_extraction_below'")):
+        load_recipe("fineweb", ["language.precheck=2000"])
+
+
+def test_optional_keys_are_bounded_and_checked_in_a_file_without_extends(tmp_path):
+    for label, (default, bounds) in OPTIONAL.items():
+        assert label not in BOUNDS and bounds.admits(default)
+    path = tmp_path / "standalone.toml"
+    path.write_text('name = "standalone"\n[language]\nprecheck_chars = -5\n')
+    with pytest.raises(RecipeError, match="'language.precheck_chars' is out of range: -5"):
+        load_recipe(str(path))
 
 
 # ---------------------------------------------------------------- [[classifiers]]

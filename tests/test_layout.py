@@ -3,8 +3,6 @@ across shards, and the shard writer's three files agreeing with each other."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,10 +67,11 @@ def test_writer_files_agree_and_gaps_are_refused(tmp_path):
     assert not list(tmp_path.glob("train_000002.*"))
 
 
-def test_a_failed_commit_keeps_its_own_error(tmp_path):
-    """The task aborts a writer whose commit failed; that second abort must not replace the error."""
-    (tmp_path / "not-a-directory").write_text("a file where the shards should go")
-    writer = ShardWriter(str(tmp_path / "not-a-directory"), 0, UINT16, S3Options())
+def test_a_failed_commit_keeps_its_own_error_and_leaves_no_staged_file(tmp_path):
+    """The task aborts a writer whose commit failed; that second abort must not replace the error, and
+    the staged files beside the targets are gone."""
+    (tmp_path / "val_000000.bin").mkdir()  # a directory where the shard's .bin should go
+    writer = ShardWriter(str(tmp_path), 0, UINT16, S3Options())
     writer.add(
         pa.RecordBatch.from_pydict({"offset": [0], "piece": [0], "id": ["a"], "tokens": [b"\x01\x00"]})
     )
@@ -81,8 +80,8 @@ def test_a_failed_commit_keeps_its_own_error(tmp_path):
             writer.commit()
         finally:
             writer.abort()
-    assert not isinstance(failed.value, FileNotFoundError) and "not-a-directory" in str(failed.value)
-    assert not Path(writer._temp).exists()
+    assert not isinstance(failed.value, FileNotFoundError) and "val_000000.bin" in str(failed.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["val_000000.bin"]  # nothing else left
 
 
 def test_header_errors_are_clear(tmp_path):

@@ -49,7 +49,7 @@ class ShardWriter:
     """Builds shard `index`'s three staged files from its pieces; `commit` publishes them."""
 
     def __init__(self, directory: str, index: int, shard_format: ShardFormat, s3: S3Options):
-        self.directory, self.index, self.format, self.s3 = directory, index, shard_format, s3
+        self.index, self.format = index, shard_format
         self.name = shard_name(index)
         self.tokens = 0
         self.starts: list[int] = []

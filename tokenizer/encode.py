@@ -34,5 +34,6 @@ def encode_texts(
     counts = np.fromiter((len(ids) + 1 for ids in encoded), dtype=np.int64, count=len(encoded))
     start = np.array([eot], dtype=np.uint32)
     parts = [part for ids in encoded for part in (start, ids)]
-    tokens = np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype=dtype)
+    # one pass: ids below the vocabulary size fit the shard dtype (tokenizer.shards chose it for them)
+    tokens = np.concatenate(parts, dtype=dtype, casting="unsafe") if parts else np.empty(0, dtype=dtype)
     return counts, tokens

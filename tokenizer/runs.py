@@ -17,17 +17,34 @@ holds, locally or with ranged reads on S3.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
-from tokenmill.pipeline.storage import S3Options, open_seekable, write_with
+from tokenmill.pipeline.storage import S3Options, join, open_seekable, write_with
 
 RUN_INDEX = pa.schema([("id", pa.string()), ("n", pa.int64())])
 SPILL_INDEX = pa.schema([("order", pa.int64()), ("copy", pa.int32()), ("n", pa.int64()), ("id", pa.string())])
 READ_DOCUMENTS = 8192  # documents per batch handed to the shard writer
+
+# Scratch files, in a directory beside the shards. Their names live here, not in the job, so that a
+# Spark task that writes them imports only the tokenizer and the storage layer.
+RUNS_DIRECTORY = "_runs"
+SPILL_FILE = re.compile(r"spill-\d{5}-\d+\.bin")
+SCRATCH_FILE = re.compile(rf"run-\d{{5}}\.bin|{SPILL_FILE.pattern}")
+
+
+def run_uri(directory: str, bucket: int) -> str:
+    return join(directory, RUNS_DIRECTORY, f"run-{bucket:05d}.bin")
+
+
+def spill_uri(directory: str, partition: int, attempt: int) -> str:
+    """One file per map task attempt: a retried or speculative attempt never overwrites the file that
+    another attempt's references point into."""
+    return join(directory, RUNS_DIRECTORY, f"spill-{partition:05d}-{attempt}.bin")
 
 
 class Packed(NamedTuple):

